@@ -1,0 +1,40 @@
+# medspark: `make demo` runs the pipeline on the bundled sample data; `make test` runs the suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO   := build/demo
+
+.PHONY: demo test lint check-java clean bench-ingest
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "medspark needs Python >= 3.11 (set PYTHON=...)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+check-java: $(STAMP)
+	@$(BIN)/python -c 'from medspark.session import check_java; check_java()' 2>/dev/null || \
+		{ echo "ERROR: Spark 4 needs Java 17 or newer on PATH (or JAVA_HOME)."; \
+		  echo "       Debian/Ubuntu: sudo apt-get install openjdk-17-jre-headless"; exit 1; }
+
+demo: $(STAMP) check-java
+	rm -rf $(DEMO)
+	$(BIN)/medspark sample --output $(DEMO)/sample
+	$(BIN)/medspark ingest --input $(DEMO)/sample/images --lake $(DEMO)/lake \
+		--labels $(DEMO)/sample/labels.csv --set privacy.allow_demo_key=true
+
+test: $(STAMP) check-java
+	$(BIN)/ruff check medspark jobs tests benchmarks
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check medspark jobs tests benchmarks
+
+bench-ingest: $(STAMP) check-java
+	$(BIN)/python benchmarks/ingest.py
+
+clean:
+	rm -rf build .pytest_cache

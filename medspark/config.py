@@ -1,0 +1,165 @@
+"""Validated configuration: YAML files checked by pydantic, with `--set a.b=v` overrides.
+
+Every job loads its settings here before Spark starts, so a typo or a wrong type stops the run
+with one message naming the file and the key, not a stack trace from inside a Spark task.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "local.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported before any Spark work starts."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SparkSettings(_Strict):
+    """How the one SparkSession is built."""
+
+    master: str = Field("local[2]", description="Spark master URL; spark-submit's wins if set")
+    app_name: str = "medspark"
+    conf: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="extra spark.* settings passed to the builder"
+    )
+    pin_python: bool = Field(
+        True, description="in local mode, run Python workers with the driver's interpreter"
+    )
+    log_level: Literal["ALL", "DEBUG", "INFO", "WARN", "ERROR", "OFF"] = "WARN"
+
+
+class LimitsSettings(_Strict):
+    """Resource guards: over a limit, a file goes to quarantine instead of exhausting memory."""
+
+    max_file_bytes: PositiveInt = 2 * 1024**3
+    max_pixels_per_plane: PositiveInt = 64 * 1024 * 1024
+    max_planes_per_file: PositiveInt = 4096
+
+
+class PrivacySettings(_Strict):
+    """Pseudonymisation: the key comes from MEDSPARK_PSEUDONYM_KEY, never from a file."""
+
+    allow_demo_key: bool = Field(
+        False, description="use the built-in demo key when MEDSPARK_PSEUDONYM_KEY is unset"
+    )
+    max_shift_days: PositiveInt = 365
+
+
+class IngestSettings(_Strict):
+    """The ingest job."""
+
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    read_mode: Literal["auto", "python", "jvm"] = Field(
+        "auto",
+        description="python: each Python worker opens its files (local paths); jvm: Spark's "
+        "binaryFile source ships the bytes (any Hadoop URI); auto: python for local paths",
+    )
+    files_per_task: PositiveInt = Field(32, description="files per Spark task (python mode)")
+    incremental: bool = Field(
+        True, description="skip files already ingested on an earlier date (same path/size/mtime)"
+    )
+    ingest_date: dt.date | None = Field(None, description="partition date; default today")
+    label_key: (
+        Literal["auto", "source_path", "sop_instance_uid", "series_instance_uid",
+                "accession_number"]
+    ) = "auto"
+    pixels_compression: Literal["none", "snappy", "zstd", "lz4", "gzip"] = "snappy"
+    batch_bytes: PositiveInt = Field(
+        32 * 1024 * 1024, description="pixel bytes per Arrow batch sent back to the JVM"
+    )
+
+
+class Settings(_Strict):
+    """All medspark settings; one YAML file holds any subset of them."""
+
+    spark: SparkSettings = Field(default_factory=SparkSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+
+
+# Sections whose keys themselves contain dots (`--set spark.conf.spark.executor.cores=4`).
+MAP_SECTIONS = (("spark", "conf"),)
+
+
+def _set_path(tree: dict[str, Any], dotted: str, value: Any, source: str) -> None:
+    parts = dotted.split(".")
+    for section in MAP_SECTIONS:
+        n = len(section)
+        if tuple(parts[:n]) == section and len(parts) > n:
+            parts = [*section, ".".join(parts[n:])]
+    if not all(parts):
+        raise ConfigError(f"{source}: malformed key {dotted!r}")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{source}: {dotted!r}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`a.b=v` -> ("a.b", v) with v typed by YAML rules (numbers, booleans, lists)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. ingest.files_per_task=16")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{source}: unknown key {key!r}")
+        else:
+            lines.append(f"{source}: {key}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def load_settings(path: str | Path | None = None, overrides: list[str] | None = None) -> Settings:
+    """Load and validate a YAML file (default `conf/local.yaml`) plus `--set` overrides."""
+    cfg_path = Path(path) if path else DEFAULT_CONFIG
+    tree: dict[str, Any] = {}
+    if path is not None or cfg_path.exists():
+        if not cfg_path.is_file():
+            raise ConfigError(f"config file not found: {cfg_path}")
+        try:
+            loaded = yaml.safe_load(cfg_path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{cfg_path}: not valid YAML: {e}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{cfg_path}: top level must be a mapping")
+        tree = loaded
+    source = str(cfg_path)
+    try:
+        Settings.model_validate(tree)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e, source)) from None
+    for text in overrides or []:
+        key, value = parse_override(text)
+        _set_path(tree, key, value, f"--set {key}")
+        try:
+            Settings.model_validate(tree)
+        except ValidationError as e:
+            raise ConfigError(_format_errors(e, f"--set {key}")) from None
+    return Settings.model_validate(tree)
+
+
+def settings_dict(settings: Settings) -> dict[str, Any]:
+    """JSON-ready settings for run manifests."""
+    return settings.model_dump(mode="json")

@@ -1,0 +1,193 @@
+"""Turn one input file into ingest rows: catalog+pixel rows per plane, or one quarantine row.
+
+This is the pure core of the ingest job. `process_batches` is the function Spark's
+`mapInPandas` runs on each partition, but it only needs pandas, so it is tested without a JVM.
+Identifiers are pseudonymised here, inside the worker, so raw values never reach the JVM.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from medspark.io.read import read_image
+from medspark.io.types import DecodedImage, Limits, ReadError
+from medspark.lake import is_local, local_path
+from medspark.privacy.profile import scrub
+from medspark.privacy.pseudonym import Pseudonymizer
+from medspark.schema import INGEST_ROW
+
+ROW_COLUMNS = [f.name for f in INGEST_ROW.fields]
+
+
+@dataclass(frozen=True)
+class IngestContext:
+    """What every worker needs; pickled into the Spark closure."""
+
+    limits: Limits
+    key: bytes
+    max_shift_days: int
+    run_id: str
+    batch_bytes: int = 32 * 1024 * 1024
+
+    def pseudonymizer(self) -> Pseudonymizer:
+        return Pseudonymizer(self.key, self.max_shift_days)
+
+
+def image_id(source_sha256: str, plane_index: int) -> str:
+    """Deterministic id of one plane: the same bytes give the same ids in every run."""
+    return hashlib.sha256(f"{source_sha256}:{plane_index}".encode()).hexdigest()[:32]
+
+
+def read_source(uri: str, limits: Limits) -> bytes:
+    """Read a file's bytes in the Python worker, checking the size limit before reading."""
+    if is_local(uri):
+        path = local_path(uri)
+        size = os.stat(path).st_size
+        limits.check_file_bytes(size)
+        with open(path, "rb") as fh:
+            return fh.read()
+    from pyarrow import fs as pafs
+
+    filesystem, path = pafs.FileSystem.from_uri(uri)
+    info = filesystem.get_file_info(path)
+    if info.type == pafs.FileType.NotFound:
+        raise FileNotFoundError(uri)
+    limits.check_file_bytes(info.size or 0)
+    with filesystem.open_input_stream(path) as stream:
+        return stream.read()
+
+
+def _base(source: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "source_path": source["path"],
+        "source_relpath": source.get("relpath"),
+        "source_size": source.get("size"),
+        "source_mtime": source.get("mtime"),
+    }
+
+
+def error_row(source: dict[str, Any], stage: str, error_class: str, message: str,
+              run_id: str) -> dict[str, Any]:
+    return {**_base(source), "kind": "error", "stage": stage, "error_class": error_class,
+            "error_message": message[:500], "run_id": run_id}
+
+
+def _catalog_fields(img: DecodedImage, pseudo: Pseudonymizer) -> dict[str, Any]:
+    ids = img.identifiers
+    patient = ids.get("patient_id")
+    spacing = [float(v) for v in img.pixel_spacing_mm] if img.pixel_spacing_mm else None
+    return {
+        "format": img.format,
+        "n_planes": img.n_planes,
+        "modality": img.modality,
+        "channels": img.channels,
+        "dtype": str(img.pixels.dtype) if img.pixels is not None else None,
+        "pixel_spacing_mm": spacing,
+        "slice_thickness_mm": img.slice_thickness_mm,
+        "bits_stored": img.bits_stored,
+        "photometric": img.photometric,
+        "manufacturer": img.manufacturer,
+        "body_part": img.body_part,
+        "sop_class_uid": img.sop_class_uid,
+        "transfer_syntax_uid": img.transfer_syntax_uid,
+        "patient_pseudo_id": pseudo.pseudonym("patient", patient),
+        "study_pseudo_uid": pseudo.pseudonym("study", ids.get("study_uid")),
+        "series_pseudo_uid": pseudo.pseudonym("series", ids.get("series_uid")),
+        "sop_pseudo_uid": pseudo.pseudonym("sop", ids.get("sop_uid")),
+        "accession_pseudo_id": pseudo.pseudonym("accession", ids.get("accession_number")),
+        "study_date": pseudo.shift_date(ids.get("study_date"), patient),
+        "attributes": dict(img.attributes),
+    }
+
+
+def file_rows(source: dict[str, Any], data: bytes, ctx: IngestContext,
+              pseudo: Pseudonymizer) -> Iterator[dict[str, Any]]:
+    """Rows for one file: a `plane` row per plane, one `object` row, or one `error` row."""
+    phi: set[str] = set()
+    try:
+        img = read_image(data, ctx.limits, name=source["path"])
+    except ReadError as e:
+        stage = "limits" if e.error_class.startswith("over_limit") else "decode"
+        yield error_row(source, stage, e.error_class, scrub(e.message, phi), ctx.run_id)
+        return
+    except Exception as e:  # noqa: BLE001 - a reader bug must not fail the job
+        yield error_row(source, "decode", "decode_error", scrub(type(e).__name__, phi),
+                        ctx.run_id)
+        return
+    sha = hashlib.sha256(data).hexdigest()
+    common = {**_base(source), "source_sha256": sha, "run_id": ctx.run_id,
+              **_catalog_fields(img, pseudo)}
+    if img.n_planes == 0 or img.pixels is None:
+        yield {**common, "kind": "object", "image_id": image_id(sha, -1), "plane_index": None,
+               "rows": img.rows or None, "cols": img.cols or None}
+        return
+    pixels = img.pixels
+    little = pixels.dtype.newbyteorder("<")
+    positions = img.slice_positions or []
+    for index in range(img.n_planes):
+        plane = np.ascontiguousarray(pixels[index], dtype=little)
+        yield {
+            **common,
+            "kind": "plane",
+            "image_id": image_id(sha, index),
+            "plane_index": index,
+            "rows": int(plane.shape[0]),
+            "cols": int(plane.shape[1]),
+            "height": int(plane.shape[0]),
+            "width": int(plane.shape[1]),
+            "slice_position": positions[index] if index < len(positions) else None,
+            "data": plane.tobytes(),
+        }
+
+
+def source_rows(source: dict[str, Any], content: bytes | None, ctx: IngestContext,
+                pseudo: Pseudonymizer) -> Iterator[dict[str, Any]]:
+    """Read (unless the JVM already shipped `content`) and decode one listed file."""
+    try:
+        size = source.get("size")
+        if size is not None and not pd.isna(size):
+            ctx.limits.check_file_bytes(int(size))
+        data = content if content is not None else read_source(source["path"], ctx.limits)
+    except ReadError as e:
+        yield error_row(source, "limits", e.error_class, e.message, ctx.run_id)
+        return
+    except FileNotFoundError:
+        yield error_row(source, "read", "file_not_found", "file does not exist", ctx.run_id)
+        return
+    except (IsADirectoryError, PermissionError, OSError) as e:
+        yield error_row(source, "read", "read_error", type(e).__name__, ctx.run_id)
+        return
+    if not source.get("size") or pd.isna(source.get("size")):
+        source = {**source, "size": len(data)}
+    yield from file_rows(source, data, ctx, pseudo)
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame.from_records(rows, columns=ROW_COLUMNS)
+
+
+def process_batches(batches: Iterable[pd.DataFrame], ctx: IngestContext
+                    ) -> Iterator[pd.DataFrame]:
+    """`mapInPandas` body: listed files in, ingest rows out, in bounded-size batches."""
+    pseudo = ctx.pseudonymizer()
+    rows: list[dict[str, Any]] = []
+    pending = 0
+    for batch in batches:
+        has_content = "content" in batch.columns
+        for record in batch.to_dict("records"):
+            content = record.pop("content", None) if has_content else None
+            for row in source_rows(record, content, ctx, pseudo):
+                rows.append(row)
+                pending += len(row.get("data") or b"")
+                if pending >= ctx.batch_bytes:
+                    yield _frame(rows)
+                    rows, pending = [], 0
+    if rows:
+        yield _frame(rows)

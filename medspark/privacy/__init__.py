@@ -1,0 +1,1 @@
+"""Privacy: keyed pseudonyms, date shifting and the header de-identification profile."""

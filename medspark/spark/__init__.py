@@ -1,0 +1,1 @@
+"""The Spark shell: listing, ingest over partitions, and pyspark.ml stages."""
