@@ -96,8 +96,9 @@ def test_planes_rows_and_pixels_match_sources(sample_lake, sample_dir):
     expected = ds.pixel_array.astype(np.float64) * float(ds.RescaleSlope) + float(
         ds.RescaleIntercept)
     row = pixels.set_index("image_id").loc[ct.image_id]
-    got = np.frombuffer(row.data, dtype=row.dtype).reshape(row.height, row.width, row.channels)
-    assert row.dtype in ("int16", "int8", "uint8", "uint16")
+    got = np.frombuffer(row["data"], dtype=row["dtype"]).reshape(row.height, row.width,
+                                                                  row.channels)
+    assert row["dtype"] in ("int16", "int8", "uint8", "uint16")
     np.testing.assert_array_equal(got[..., 0], expected)
     assert ct.pixel_spacing_mm is not None and len(ct.pixel_spacing_mm) == 2
     assert ct.patient_pseudo_id and ct.series_pseudo_uid and ct.study_date is not None
@@ -213,23 +214,29 @@ def test_pydicom_bundled_files_all_ingest(spark, tmp_path):
     """pydicom's own test files cover every transfer syntax the plugins decode."""
     from pydicom.data import get_testdata_file
 
-    names = ["CT_small.dcm", "MR_small_RLE.dcm", "JPEG-lossy.dcm", "JPGExtended.dcm",
-             "JPEG2000.dcm", "MR_small_jpeg_ls_lossless.dcm", "MR_small_bigendian.dcm",
-             "image_dfl.dcm", "no_meta.dcm", "SC_rgb_jpeg_dcmtk.dcm", "SC_rgb_rle_2frame.dcm",
-             "emri_small.dcm", "rtplan.dcm", "test-SR.dcm", "MR_small_jp2klossless.dcm"]
+    names = ["CT_small.dcm", "MR_small_RLE.dcm", "JPGExtended.dcm", "JPEG2000.dcm",
+             "MR_small_jpeg_ls_lossless.dcm", "JPEGLSNearLossless_16.dcm",
+             "MR_small_bigendian.dcm", "MR_small_implicit.dcm", "image_dfl.dcm",
+             "SC_rgb_jpeg_dcmtk.dcm", "SC_rgb_jpeg_gdcm.dcm", "SC_rgb_rle_2frame.dcm",
+             "rtdose_rle.dcm", "rtplan.dcm", "rtstruct.dcm", "test-SR.dcm",
+             "MR_small_jp2klossless.dcm", "examples_ybr_color.dcm"]
+    # bundled broken files: a JPEG with an invalid scan header and a file cut inside pixel data
+    broken = {"JPEG-lossy.dcm": "decode_error", "MR_truncated.dcm": "truncated"}
     src = tmp_path / "in"
     src.mkdir()
-    for name in names:
-        path = get_testdata_file(name)
-        if path:
-            shutil.copy(path, src / name)
-    copied = len(os.listdir(src))
-    assert copied >= 12
+    for name in [*names, *broken]:
+        shutil.copy(get_testdata_file(name, download=False), src / name)
     manifest = ingest(spark, [src], tmp_path / "lake")
     catalog = table(tmp_path / "lake", "catalog")
+    quarantine = table(tmp_path / "lake", "quarantine")
     assert manifest["counts"]["all_files_accounted"]
-    assert manifest["counts"]["files_cataloged"] == copied, manifest["counts"]
-    assert len(catalog.transfer_syntax_uid.dropna().unique()) >= 8
+    assert manifest["counts"]["files_cataloged"] == len(names), manifest["counts"]
+    assert {os.path.basename(p): c for p, c in zip(quarantine.source_path,
+                                                   quarantine.error_class, strict=True)} == broken
+    # explicit/implicit/big endian, deflate, RLE, JPEG baseline/extended/lossless, JPEG-LS
+    # lossless/near-lossless, JPEG 2000 lossless/lossy
+    assert len(catalog.transfer_syntax_uid.dropna().unique()) >= 12
+    assert catalog.groupby("source_path").size().max() == 30  # every frame of the YBR file
 
 
 def test_missing_key_is_a_config_error(monkeypatch, sample_dir, tmp_path):

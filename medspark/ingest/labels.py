@@ -7,6 +7,7 @@ catalog's pseudonym column.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -21,8 +22,12 @@ KEYS: dict[str, tuple[str, str | None]] = {
     "series_instance_uid": ("series_pseudo_uid", "series"),
     "accession_number": ("accession_pseudo_id", "accession"),
 }
-# identifying columns that are never copied into the catalog
-DROP = set(KEYS) | {"path", "patient_id", "patient_name", "patientid", "patientname"}
+# key columns are never copied into the catalog, nor any column whose name says it identifies
+# a person, a visit or a site (hospital label exports often carry the MRN beside the label)
+DROP = set(KEYS) | {"path"}
+IDENTIFYING = re.compile(
+    r"patient|mrn|name|birth|dob|address|phone|accession|physician|doctor|ssn|email|"
+    r"institution|hospital|uid$|^id$|_id$", re.IGNORECASE)
 
 
 def read_label_file(path: str) -> pd.DataFrame:
@@ -57,7 +62,8 @@ def prepare_labels(path: str, pseudo: Pseudonymizer, key: str = "auto"
     if keys.duplicated().any():
         dup = int(keys.duplicated().sum())
         raise ConfigError(f"{path}: {dup} duplicate values in key column {key!r}")
-    out = table[[c for c in table.columns if c.lower() not in DROP]].copy()
+    out = table[[c for c in table.columns
+                 if c.lower() not in DROP and (c == "label" or not IDENTIFYING.search(c))]].copy()
     out.insert(0, join_col, keys if namespace is None
                else [pseudo.pseudonym(namespace, v) for v in keys])
     return out, join_col

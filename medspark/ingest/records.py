@@ -170,7 +170,9 @@ def source_rows(source: dict[str, Any], content: bytes | None, ctx: IngestContex
 
 
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame.from_records(rows, columns=ROW_COLUMNS)
+    """Rows as a frame; absent fields are None (not NaN, which Arrow cannot put in a list)."""
+    return pd.DataFrame({c: pd.Series([r.get(c) for r in rows], dtype=object)
+                         for c in ROW_COLUMNS})
 
 
 def process_batches(batches: Iterable[pd.DataFrame], ctx: IngestContext

@@ -2,13 +2,15 @@
 
 Directories are read recursively and globs expanded by Spark's own file index, so any URI the
 Spark installation supports works. File contents are not read here: Spark's `binaryFile` source
-only opens a file when its `content` column is selected.
+only opens a file when its `content` column is selected. Spark's file sources skip zero-byte
+files, so those are listed separately (`list_empty_files`) rather than silently lost.
 """
 
 from __future__ import annotations
 
 import glob as globlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
@@ -72,7 +74,67 @@ def list_files(spark: SparkSession, spec: InputSpec, with_content: bool = False)
     ]
     if with_content:
         cols.append(F.col("content"))
-    return _with_relpath(df.select(*cols), spec.root)
+    listed = _with_relpath(df.select(*cols), spec.root)
+    empty = list_empty_files(spark, spec, with_content)
+    return listed if empty is None else listed.unionByName(empty)
+
+
+def _hidden(name: str) -> bool:
+    """Hadoop's file-source convention: names starting with '.' or '_' are not data."""
+    return name.startswith((".", "_"))
+
+
+def _mtime_ms(path: str) -> int:
+    """Modification time in ms, as Spark's binaryFile source reports it (incremental runs
+    compare path, size and mtime)."""
+    return os.stat(path).st_mtime_ns // 1_000_000
+
+
+def _local_empty_files(pattern: str) -> Iterator[tuple[str, int]]:
+    roots = globlib.iglob(pattern, recursive=True) if set(pattern) & GLOB_CHARS else [pattern]
+    for root in roots:
+        if os.path.isfile(root):
+            if os.path.getsize(root) == 0 and not _hidden(os.path.basename(root)):
+                yield os.path.abspath(root), _mtime_ms(root)
+            continue
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = [d for d in dirs if not _hidden(d)]
+            for name in files:
+                path = os.path.join(folder, name)
+                if not _hidden(name) and os.path.getsize(path) == 0:
+                    yield os.path.abspath(path), _mtime_ms(path)
+
+
+def _remote_empty_files(spark: SparkSession, uri: str) -> Iterator[tuple[str, int]]:
+    """Zero-length files under a Hadoop URI, listed by the JVM's Hadoop FileSystem."""
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    fs = path.getFileSystem(conf)
+    for status in fs.globStatus(path) or []:
+        it = fs.listFiles(status.getPath(), True)
+        while it.hasNext():
+            st = it.next()
+            if st.getLen() == 0 and not _hidden(st.getPath().getName()):
+                yield st.getPath().toString(), st.getModificationTime()
+
+
+def list_empty_files(spark: SparkSession, spec: InputSpec, with_content: bool = False
+                     ) -> DataFrame | None:
+    """Zero-byte files under one input, which Spark's file sources silently skip.
+
+    They must still reach quarantine (`empty_file`), so they are listed apart: with a streaming
+    directory walk for local paths, with the Hadoop FileSystem API otherwise.
+    """
+    if is_local(spec.uri):
+        paths = [("file:" + p, t) for p, t in _local_empty_files(local_path(spec.uri))]
+    else:
+        paths = list(_remote_empty_files(spark, spec.uri))
+    if not paths:
+        return None
+    schema = "path string, size long, mtime long" + (", content binary" if with_content else "")
+    rows = [(p, 0, t, b"") if with_content else (p, 0, t) for p, t in sorted(set(paths))]
+    return _with_relpath(spark.createDataFrame(rows, schema), spec.root)
 
 
 def list_from_file(spark: SparkSession, list_file: str) -> DataFrame:

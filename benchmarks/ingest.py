@@ -1,0 +1,193 @@
+"""Ingest speed and driver memory: medspark (local[2]) vs a plain multiprocessing.Pool(2).
+
+Generates N single-slice 512x512 16-bit CT DICOM files, then in the same run:
+
+1. baseline: `multiprocessing.Pool(2)` workers read each file, decode it and build rows with the
+   very functions ingest uses (`medspark.ingest.records.file_rows`), and write pixels + catalog
+   Parquet files with pyarrow;
+2. medspark: `run_ingest` on a local[2] session (JVM start-up timed and reported apart);
+
+and prints images/s for both and the ratio (target >= 0.8). It then ingests a quarter of the
+files in a fresh process and compares peak driver memory (Python driver and its JVM) between
+the two sizes: the driver must not grow with the number of images.
+
+    .venv/bin/python benchmarks/ingest.py --files 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+os.environ.setdefault("MEDSPARK_PSEUDONYM_KEY", "medspark-benchmark-key")
+
+BASELINE_CHUNK = 32  # files per baseline task, like ingest.files_per_task
+
+
+def generate(root: Path, n_files: int, size: int) -> list[Path]:
+    from medspark.sample import write_ct_series
+
+    per_series = 200
+    files: list[Path] = []
+    for series in range(0, n_files, per_series):
+        count = min(per_series, n_files - series)
+        files += write_ct_series(root / f"series_{series // per_series:04d}", count, size,
+                                 seed=series)
+    return files
+
+
+def _baseline_chunk(args: tuple[int, list[str], str]) -> int:
+    """One Pool task: decode a chunk of files and write its pixels/catalog Parquet files."""
+    from medspark.ingest.records import IngestContext, file_rows
+    from medspark.io.types import Limits
+    from medspark.privacy.pseudonym import resolve_key
+    from medspark.schema import CATALOG_FIELDS, PIXEL_FIELDS
+
+    index, paths, out = args
+    ctx = IngestContext(limits=Limits(), key=resolve_key(False), max_shift_days=365,
+                        run_id="baseline")
+    pseudo = ctx.pseudonymizer()
+    rows = []
+    for path in paths:
+        with open(path, "rb") as fh:
+            data = fh.read()
+        st = os.stat(path)
+        source = {"path": "file:" + path, "relpath": None, "size": st.st_size,
+                  "mtime": None}
+        rows.extend(r for r in file_rows(source, data, ctx, pseudo) if r["kind"] == "plane")
+    pixel_cols = [f.name for f in PIXEL_FIELDS]
+    catalog_cols = [f.name for f in CATALOG_FIELDS
+                    if f.name not in ("label", "ingest_date", "attributes")]
+    pixels = pa.Table.from_pylist([{c: r.get(c) for c in pixel_cols} for r in rows])
+    catalog = pa.Table.from_pylist([{c: r.get(c) for c in catalog_cols} for r in rows])
+    pq.write_table(pixels, f"{out}/pixels/part-{index:05d}.parquet")
+    pq.write_table(catalog, f"{out}/catalog/part-{index:05d}.parquet")
+    return len(rows)
+
+
+def run_baseline(files: list[Path], out: Path) -> tuple[int, float]:
+    for table in ("pixels", "catalog"):
+        (out / table).mkdir(parents=True, exist_ok=True)
+    chunks = [(i, [str(p) for p in files[s:s + BASELINE_CHUNK]], str(out))
+              for i, s in enumerate(range(0, len(files), BASELINE_CHUNK))]
+    start = time.perf_counter()
+    with mp.get_context("spawn").Pool(2) as pool:
+        images = sum(pool.imap_unordered(_baseline_chunk, chunks))
+    return images, time.perf_counter() - start
+
+
+def _jvm_peak_rss_mb() -> float | None:
+    """Peak resident memory of the driver JVM (a child of this process), from /proc."""
+    try:
+        out = subprocess.run(["pgrep", "-P", str(os.getpid()), "java"], capture_output=True,
+                             text=True).stdout.split()
+        pids = out or subprocess.run(["pgrep", "-f", "org.apache.spark.deploy.SparkSubmit"],
+                                     capture_output=True, text=True).stdout.split()
+        peaks = []
+        for pid in pids:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks.append(int(line.split()[1]) / 1024)
+        return max(peaks) if peaks else None
+    except OSError:
+        return None
+
+
+def run_medspark(root: Path, lake: Path) -> dict:
+    """Ingest `root` in this process; returns timings, counts and driver peak memory."""
+    from medspark.config import load_settings
+    from medspark.session import build_session
+    from medspark.spark.ingest import IngestRequest, run_ingest
+
+    settings = load_settings(None, ["spark.master=local[2]", "spark.log_level=ERROR"])
+    start = time.perf_counter()
+    spark = build_session(settings.spark, conf={"spark.ui.enabled": "false",
+                                                "spark.driver.memory": "2g"})
+    spark.range(1).count()
+    jvm_s = time.perf_counter() - start
+    request = IngestRequest(inputs=[str(root)], lake=str(lake))
+    key = request.validate(settings)
+    start = time.perf_counter()
+    manifest = run_ingest(spark, settings, request, key)
+    seconds = time.perf_counter() - start
+    result = {
+        "jvm_start_s": jvm_s,
+        "ingest_s": seconds,
+        "images": manifest["counts"]["rows"]["pixels"],
+        "quarantined": manifest["counts"]["files_quarantined"],
+        "python_driver_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "jvm_driver_peak_mb": _jvm_peak_rss_mb(),
+    }
+    spark.stop()
+    return result
+
+
+def medspark_in_subprocess(root: Path, lake: Path) -> dict:
+    """Fresh interpreter + JVM so peak memory figures are per run, not cumulative."""
+    out = subprocess.run([sys.executable, __file__, "--medspark-only", str(root), str(lake)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=2000)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--workdir", help="keep data here (default: a temp dir, removed)")
+    parser.add_argument("--medspark-only", nargs=2, metavar=("ROOT", "LAKE"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.medspark_only:
+        print(json.dumps(run_medspark(Path(args.medspark_only[0]), Path(args.medspark_only[1]))))
+        return 0
+    if args.files < 8:
+        parser.error("--files must be >= 8")
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="medspark-bench-"))
+    try:
+        start = time.perf_counter()
+        files = generate(work / "all", args.files, args.size)
+        print(f"generated {len(files)} CT files of {args.size}x{args.size} in "
+              f"{time.perf_counter() - start:.1f}s under {work}")
+
+        images, base_s = run_baseline(files, work / "baseline")
+        base_rate = images / base_s
+        print(f"baseline Pool(2): {images} images in {base_s:.1f}s = {base_rate:.1f} images/s")
+
+        full = medspark_in_subprocess(work / "all", work / "lake-all")
+        rate = full["images"] / full["ingest_s"]
+        print(f"medspark local[2]: {full['images']} images in {full['ingest_s']:.1f}s = "
+              f"{rate:.1f} images/s (JVM start {full['jvm_start_s']:.1f}s, not included)")
+        print(f"ratio medspark/pool = {rate / base_rate:.2f} (target >= 0.8)")
+
+        quarter = work / "quarter"
+        quarter.mkdir()
+        for path in files[: len(files) // 4]:
+            os.link(path, quarter / f"{path.parent.name}_{path.name}")
+        small = medspark_in_subprocess(quarter, work / "lake-quarter")
+        for key in ("python_driver_peak_mb", "jvm_driver_peak_mb"):
+            a, b = small[key], full[key]
+            if a and b:
+                print(f"{key}: {small['images']} images {a:.0f} MB, {full['images']} images "
+                      f"{b:.0f} MB, growth x{b / a:.2f} for x{full['images'] / small['images']:.0f}"
+                      " images")
+    finally:
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
