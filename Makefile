@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+RADIOMICS := $(VENV)/.radiomics
 DEMO   := build/demo
 
-.PHONY: demo test lint check-java clean bench-ingest
+.PHONY: demo test lint check-java clean bench-ingest bench-features
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -14,6 +15,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
+
+# pyradiomics 3.0.1 (the reference the feature tests compare against) only builds without
+# build isolation, against the numpy already installed.
+$(RADIOMICS): $(STAMP)
+	$(BIN)/python -m pip install -q setuptools wheel
+	$(BIN)/python -m pip install -q --no-build-isolation pyradiomics==3.0.1
+	touch $(RADIOMICS)
 
 check-java: $(STAMP)
 	@$(BIN)/python -c 'from medspark.session import check_java; check_java()' 2>/dev/null || \
@@ -25,8 +33,10 @@ demo: $(STAMP) check-java
 	$(BIN)/medspark sample --output $(DEMO)/sample
 	$(BIN)/medspark ingest --input $(DEMO)/sample/images --lake $(DEMO)/lake \
 		--labels $(DEMO)/sample/labels.csv --set privacy.allow_demo_key=true
+	$(BIN)/medspark preprocess --lake $(DEMO)/lake
+	$(BIN)/medspark features --lake $(DEMO)/lake
 
-test: $(STAMP) check-java
+test: $(STAMP) $(RADIOMICS) check-java
 	$(BIN)/ruff check medspark jobs tests benchmarks
 	$(BIN)/python -m pytest -q
 
@@ -35,6 +45,9 @@ lint: $(STAMP)
 
 bench-ingest: $(STAMP) check-java
 	$(BIN)/python benchmarks/ingest.py
+
+bench-features: $(STAMP) $(RADIOMICS)
+	$(BIN)/python benchmarks/features.py
 
 clean:
 	rm -rf build .pytest_cache

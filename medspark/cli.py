@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import sys
@@ -43,7 +44,23 @@ def build_parser() -> argparse.ArgumentParser:
     labels.add_argument("--labels", help="CSV/Parquet of labels (see README for key columns)")
     labels.add_argument("--label-from-path", help="regex with one group over the source path")
     _common(ingest)
+
+    for name, text in (("preprocess", "segment + preprocess ingested planes into "
+                                      "preprocessed/ and masks/"),
+                       ("features", "radiomics features per plane into features/")):
+        job = sub.add_parser(name, help=text)
+        job.add_argument("--lake", required=True, help="lake root directory or URI")
+        job.add_argument("--date", dest="dates", action="append", default=[],
+                         type=_date, help="only this ingest_date (YYYY-MM-DD); repeatable")
+        _common(job)
     return parser
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
 def _spark_conf(pairs: list[str]) -> dict[str, str]:
@@ -110,7 +127,29 @@ def ingest_summary(manifest: dict) -> str:
     return "\n".join(lines)
 
 
-COMMANDS = {"sample": _cmd_sample, "ingest": _cmd_ingest}
+def _cmd_imaging(args: argparse.Namespace) -> int:
+    from medspark.session import build_session
+    from medspark.spark import imaging
+
+    settings = load_settings(args.config, args.overrides)  # validates every step up front
+    spark = build_session(settings.spark, master=args.master, conf=_spark_conf(args.spark_conf))
+    run = imaging.run_preprocess if args.command == "preprocess" else imaging.run_features
+    manifest = run(spark, settings, args.lake, args.dates or None)
+    if args.json:
+        print(json.dumps(manifest, indent=2, default=str))
+    else:
+        print(f"{args.command} run {manifest['run_id']} ({manifest['spark']['master']}) "
+              f"in {manifest['duration_s']:.1f}s")
+        for key, value in manifest["counts"].items():
+            print(f"  {key:<20} {value}")
+        for key, value in manifest["outputs"].items():
+            print(f"  {key:<20} {value}")
+        print(f"  {'manifest':<20} {manifest['manifest_path']}")
+    return 0
+
+
+COMMANDS = {"sample": _cmd_sample, "ingest": _cmd_ingest, "preprocess": _cmd_imaging,
+            "features": _cmd_imaging}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "local.yaml"
 
@@ -74,9 +81,64 @@ class IngestSettings(_Strict):
                 "accession_number"]
     ) = "auto"
     pixels_compression: Literal["none", "snappy", "zstd", "lz4", "gzip"] = "snappy"
+    pixel_writer: Literal["auto", "worker", "spark"] = Field(
+        "auto",
+        description="worker: Python workers write pixels/ Parquet files themselves (staged, "
+        "committed by the driver), so pixel bytes never travel through the JVM; spark: the "
+        "pixel rows go through Spark's writer; auto: worker for local lakes",
+    )
     batch_bytes: PositiveInt = Field(
         32 * 1024 * 1024, description="pixel bytes per Arrow batch sent back to the JVM"
     )
+
+
+class ImagingSettings(_Strict):
+    """The image-processing chain (see docs/preprocess.md): `segment` mask steps run on the
+    stored pixels (HU for CT), then `preprocess` steps, then optional `augment` copies."""
+
+    segment: list[Any] = Field(default_factory=list)
+    preprocess: list[Any] = Field(default_factory=list)
+    augment: dict[str, Any] | None = None
+    modalities: list[str] = Field(default_factory=list, description="empty: every modality")
+
+    @model_validator(mode="after")
+    def _steps_valid(self) -> ImagingSettings:
+        self.processing()
+        return self
+
+    def processing(self):
+        """The validated `ProcessingConfig` (raises ValueError naming the bad step)."""
+        from medspark.preprocess import ProcessingConfig
+
+        return ProcessingConfig(segment=self.segment, preprocess=self.preprocess,
+                                augment=self.augment)
+
+
+class FeatureSettings(_Strict):
+    """What `medspark features` computes, and on which pixels and masks."""
+
+    families: list[str] = Field(default_factory=list, description="empty: all families")
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="pyradiomics settings: binWidth, distances, ...")
+    source: Literal["pixels", "preprocessed"] = Field(
+        "pixels", description="pixels: as ingested (HU for CT); preprocessed: the output of "
+        "`medspark preprocess` for the current imaging config")
+    mask: Literal["none", "segment", "table"] = Field(
+        "segment", description="none: whole plane; segment: the imaging.segment steps "
+        "(whole plane when there are none); table: masks/source=<mask_source>")
+    mask_source: str | None = None
+    modalities: list[str] = Field(default_factory=list, description="empty: every modality")
+
+    @model_validator(mode="after")
+    def _valid(self) -> FeatureSettings:
+        from medspark.features import feature_names
+        from medspark.features.settings import validate
+
+        validate(self.settings)
+        feature_names(self.families or None)
+        if self.mask == "table" and not self.mask_source:
+            raise ValueError("mask: table needs mask_source")
+        return self
 
 
 class Settings(_Strict):
@@ -85,6 +147,8 @@ class Settings(_Strict):
     spark: SparkSettings = Field(default_factory=SparkSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    imaging: ImagingSettings = Field(default_factory=ImagingSettings)
+    features: FeatureSettings = Field(default_factory=FeatureSettings)
 
 
 # Sections whose keys themselves contain dots (`--set spark.conf.spark.executor.cores=4`).
@@ -126,6 +190,8 @@ def _format_errors(err: ValidationError, source: str) -> str:
         key = ".".join(str(p) for p in e["loc"])
         if e["type"] == "extra_forbidden":
             lines.append(f"{source}: unknown key {key!r}")
+        elif e["type"] == "value_error":  # a model-level check: the message names the problem
+            lines.append(f"{source}: {key}: {e['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"{source}: {key}: {e['msg']} (got {e.get('input')!r})")
     return "\n".join(lines)

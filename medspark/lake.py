@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
+import shutil
 import uuid
 from typing import Any
 from urllib.parse import urlparse
@@ -64,6 +66,18 @@ class Lake:
         """A lake table as a DataFrame (all partitions)."""
         return spark.read.parquet(self.path(table))
 
+    def count_rows(self, spark, table: str, ingest_date: dt.date) -> int:
+        """Rows in one partition: from Parquet footers for local lakes, via Spark otherwise."""
+        path = self.partition_path(table, ingest_date)
+        if is_local(path):
+            import pyarrow.parquet as pq
+
+            folder = local_path(path)
+            return sum(pq.ParquetFile(os.path.join(folder, name)).metadata.num_rows
+                       for name in os.listdir(folder)
+                       if name.endswith(".parquet") and not name.startswith((".", "_")))
+        return spark.read.parquet(path).count()
+
     # -- writing ----------------------------------------------------------------------------
     def write_partition(self, df, table: str, ingest_date: dt.date, compression: str = "snappy"):
         """Replace one `ingest_date` partition of a table with `df` (idempotent re-runs)."""
@@ -72,6 +86,35 @@ class Lake:
             .option("compression", compression)
             .parquet(self.partition_path(table, ingest_date))
         )
+
+    def staging_path(self, run_id: str, table: str) -> str:
+        """Where a run's workers write files before the driver commits them (hidden from
+        readers: Spark skips names starting with `_`)."""
+        return f"{self.root}/_staging/{run_id}/{table}"
+
+    def commit_staged(self, staging: str, table: str, ingest_date: dt.date,
+                      files: list[str]) -> None:
+        """Replace a partition with the staged files a run's committed rows name.
+
+        Only files referenced by the rows Spark committed are moved in, so output of failed or
+        speculative task attempts is never published. Local lakes only.
+        """
+        import pyarrow.parquet as pq
+
+        from medspark.ingest.records import PIXEL_ARROW
+
+        target = local_path(self.partition_path(table, ingest_date))
+        shutil.rmtree(target, ignore_errors=True)
+        os.makedirs(target)
+        for name in files:
+            os.replace(os.path.join(staging, name), os.path.join(target, name))
+        if not files:  # keep the partition readable with its schema
+            pq.write_table(PIXEL_ARROW.empty_table(), os.path.join(target, "part-empty.parquet"))
+
+    def drop_staging(self, run_id: str) -> None:
+        shutil.rmtree(local_path(f"{self.root}/_staging/{run_id}"), ignore_errors=True)
+        with contextlib.suppress(OSError):  # remove _staging/ once no run uses it
+            os.rmdir(local_path(f"{self.root}/_staging"))
 
     def write_manifest(self, spark, run_id: str, manifest: dict[str, Any]) -> str:
         """Write `_runs/<run_id>.json` and return its path."""

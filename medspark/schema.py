@@ -79,6 +79,7 @@ INGEST_ROW = StructType(
     [StructField("kind", StringType(), False)]
     + [StructField(f.name, f.dataType, True) for f in CATALOG_FIELDS]
     + [StructField(f.name, f.dataType, True) for f in _PIXEL_ONLY + _QUARANTINE_ONLY]
+    + [StructField("pixel_file", StringType(), True)]  # set when workers write pixels/ files
 )
 
 CATALOG = StructType(CATALOG_FIELDS)

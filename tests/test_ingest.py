@@ -204,10 +204,16 @@ def test_input_list_glob_and_regex_labels(spark, sample_dir, tmp_path):
 def test_jvm_read_mode_matches_python_mode(spark, sample_dir, tmp_path):
     a = ingest(spark, [sample_dir / "images"], tmp_path / "a",
                overrides=["ingest.read_mode=python"])
-    b = ingest(spark, [sample_dir / "images"], tmp_path / "b", overrides=["ingest.read_mode=jvm"])
+    b = ingest(spark, [sample_dir / "images"], tmp_path / "b",
+               overrides=["ingest.read_mode=jvm", "ingest.pixel_writer=spark"])
+    assert (a["pixel_writer"], b["pixel_writer"]) == ("worker", "spark")
     assert a["counts"]["rows"] == b["counts"]["rows"]
     assert sorted(table(tmp_path / "a", "catalog").image_id) == sorted(
         table(tmp_path / "b", "catalog").image_id)
+    pa_, pb = (table(tmp_path / d, "pixels").sort_values("image_id").reset_index(drop=True)
+               for d in ("a", "b"))
+    assert pa_.equals(pb)
+    assert not (tmp_path / "a" / "_staging").exists()
 
 
 def test_pydicom_bundled_files_all_ingest(spark, tmp_path):

@@ -258,7 +258,7 @@ def _read(data: bytes, limits: Limits) -> DecodedImage:
             or _text(ds.file_meta, "MediaStorageSOPClassUID"),
             transfer_syntax_uid=str(tsyntax) if tsyntax.is_valid else None,
             identifiers={key: _text(ds, kw) for key, kw in ID_KEYWORDS.items()},
-            phi_values=collect_phi(ds), attributes=filter_attributes(ds))
+            phi_values=(phi := collect_phi(ds)), attributes=filter_attributes(ds, phi))
         tag = next((t for t in PIXEL_TAGS if t in ds), None)
         if tag is None:
             return DecodedImage(pixels=None, n_planes=0, rows=0, cols=0, channels=0, **common)

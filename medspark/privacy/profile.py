@@ -74,13 +74,14 @@ def _kept(elem: DataElement) -> bool:
     return keyword in ALLOWED_TEXT
 
 
-def filter_attributes(ds: Dataset) -> dict[str, str]:
+def filter_attributes(ds: Dataset, phi: set[str] | None = None) -> dict[str, str]:
     """Non-identifying top-level header attributes as `keyword -> string`.
 
     Text attributes on the allowlist are still dropped when their value contains any string
     that is identifying elsewhere in the same header (a series description naming the patient).
+    `phi` is `collect_phi(ds)` when the caller already has it.
     """
-    phi = [p.upper() for p in collect_phi(ds) if len(p) >= 4]
+    phi_upper = [p.upper() for p in (collect_phi(ds) if phi is None else phi) if len(p) >= 4]
     out: dict[str, str] = {}
     for elem in _top_level(ds):
         if not _kept(elem):
@@ -90,7 +91,7 @@ def filter_attributes(ds: Dataset) -> dict[str, str]:
             continue
         if elem.VR in ("LO", "SH"):
             upper = text.upper()
-            if not _GENERIC_TEXT.match(text) or any(p in upper for p in phi):
+            if not _GENERIC_TEXT.match(text) or any(p in upper for p in phi_upper):
                 continue
         out[elem.keyword] = text
     return out

@@ -132,12 +132,19 @@ def run_ingest(spark: SparkSession, settings: Settings, request: IngestRequest,
     python_listing += [list_from_file(spark, path) for path in request.input_lists]
 
     known = _previously_ingested(spark, lake, ingest_date) if cfg.incremental else None
+    worker_pixels = cfg.pixel_writer == "worker" or (
+        cfg.pixel_writer == "auto" and is_local(lake.root))
+    if worker_pixels and not is_local(lake.root):
+        raise ConfigError("ingest.pixel_writer=worker needs a local (or shared, mounted) lake")
+    staging = lake.staging_path(run_id, "pixels") if worker_pixels else None
     ctx = IngestContext(
         limits=Limits(**cfg.limits.model_dump()),
         key=key,
         max_shift_days=settings.privacy.max_shift_days,
         run_id=run_id,
         batch_bytes=cfg.batch_bytes,
+        pixel_staging=staging,
+        pixels_compression=cfg.pixels_compression,
     )
     parts: list[DataFrame] = []
     files_listed = files_skipped = 0
@@ -165,20 +172,31 @@ def run_ingest(spark: SparkSession, settings: Settings, request: IngestRequest,
     pseudo = Pseudonymizer(key, settings.privacy.max_shift_days)
     rows = reduce(DataFrame.unionByName, parts)
     rows, label_cols = _label_frame(spark, request, settings, pseudo, rows)
-    rows = rows.persist(StorageLevel.DISK_ONLY)
+    # Worker mode: rows carry no pixel bytes, so the cache is small; otherwise spill to disk.
+    rows = rows.persist(StorageLevel.MEMORY_AND_DISK if worker_pixels else
+                        StorageLevel.DISK_ONLY)
     try:
+        log.info("ingest %s: reading and decoding%s", run_id,
+                 " (workers write pixels/ files)" if worker_pixels else "")
+        summary = _summarise(rows)  # the first action: decodes everything once, into the cache
         catalog_cols = [f.name for f in CATALOG_FIELDS] + label_cols
-        pixels = rows.where(F.col("kind") == "plane").select(*[f.name for f in PIXEL_FIELDS])
+        planes = rows.where(F.col("kind") == "plane")
         catalog = rows.where(F.col("kind").isin("plane", "object")).select(*catalog_cols)
         quarantine = rows.where(F.col("kind") == "error").select(
             *[f.name for f in QUARANTINE_FIELDS])
-        log.info("ingest %s: decoding and writing pixels/", run_id)
-        lake.write_partition(pixels, "pixels", ingest_date, cfg.pixels_compression)
+        if worker_pixels:
+            lake.commit_staged(staging, "pixels", ingest_date, summary["pixel_files"])
+        else:
+            log.info("ingest %s: writing pixels/", run_id)
+            lake.write_partition(planes.select(*[f.name for f in PIXEL_FIELDS]), "pixels",
+                                 ingest_date, cfg.pixels_compression)
         log.info("ingest %s: writing catalog/ and quarantine/", run_id)
         lake.write_partition(catalog, "catalog", ingest_date)
         lake.write_partition(quarantine, "quarantine", ingest_date)
     finally:
         rows.unpersist()
+        if staging:
+            lake.drop_staging(run_id)
 
     manifest = {
         "run_id": run_id,
@@ -194,7 +212,8 @@ def run_ingest(spark: SparkSession, settings: Settings, request: IngestRequest,
         "config": settings_dict(settings),
         "versions": library_versions(),
         "spark": {"master": spark.sparkContext.master, "version": spark.version},
-        "counts": _counts(spark, lake, ingest_date, files_listed, files_skipped),
+        "counts": _counts(spark, lake, ingest_date, summary, files_listed, files_skipped),
+        "pixel_writer": "worker" if worker_pixels else "spark",
     }
     manifest["finished_at"] = dt.datetime.now(dt.UTC).isoformat()
     manifest["duration_s"] = round(time.time() - started, 3)
@@ -204,33 +223,57 @@ def run_ingest(spark: SparkSession, settings: Settings, request: IngestRequest,
     return manifest
 
 
-def _counts(spark: SparkSession, lake: Lake, ingest_date: dt.date, files_listed: int,
-            files_skipped: int) -> dict:
-    """Counts read back from what was written: what the invariants are checked against."""
-    catalog = spark.read.parquet(lake.partition_path("catalog", ingest_date))
-    quarantine = spark.read.parquet(lake.partition_path("quarantine", ingest_date))
-    pixel_rows = spark.read.parquet(lake.partition_path("pixels", ingest_date)).count()
-    cat = catalog.agg(
+def _summarise(rows: DataFrame) -> dict:
+    """Rows, files and labels per kind and error class, and the pixel files, in one job."""
+    groups = rows.groupBy("kind", "error_class", "pixel_file").agg(
         F.count(F.lit(1)).alias("rows"),
-        F.countDistinct("source_path").alias("files"),
-        F.countDistinct(F.when(F.col("n_planes") > 0, F.col("source_path"))).alias("images"),
-        F.count(F.when(F.col("n_planes") == 0, 1)).alias("objects"),
+        F.countDistinct("source_path").alias("files"),  # a file's rows share one group
         F.count("label").alias("labelled"),
-    ).first()
-    by_class = {r["error_class"]: r["count"]
-                for r in quarantine.groupBy("error_class").count().collect()}
-    q_rows = sum(by_class.values())
+    ).collect()
+
+    def total(field: str, *kinds: str) -> int:
+        return sum(g[field] for g in groups if g["kind"] in kinds)
+
+    by_class: dict[str, int] = {}
+    for g in groups:
+        if g["kind"] == "error":
+            by_class[g["error_class"]] = by_class.get(g["error_class"], 0) + g["rows"]
+    return {
+        "catalog_rows": total("rows", "plane", "object"),
+        "plane_rows": total("rows", "plane"),
+        "object_rows": total("rows", "object"),
+        "files_cataloged": total("files", "plane", "object"),
+        "image_files": total("files", "plane"),
+        "labelled": total("labelled", "plane", "object"),
+        "quarantine_rows": total("rows", "error"),
+        "quarantined_by_class": by_class,
+        "pixel_files": sorted({g["pixel_file"] for g in groups if g["pixel_file"]}),
+    }
+
+
+def _counts(spark: SparkSession, lake: Lake, ingest_date: dt.date, summary: dict,
+            files_listed: int, files_skipped: int) -> dict:
+    """Counts of the run; rows per table are read back from what was written, and the
+    invariant (every processed file in catalog or quarantine, once) is checked against them."""
+    written = {t: lake.count_rows(spark, t, ingest_date) for t in ("catalog", "pixels",
+                                                                  "quarantine")}
     processed = files_listed - files_skipped
+    consistent = written == {"catalog": summary["catalog_rows"],
+                             "pixels": summary["plane_rows"],
+                             "quarantine": summary["quarantine_rows"]}
+    if not consistent:
+        log.error("rows written %s differ from rows produced %s", written, summary)
     return {
         "files_listed": files_listed,
         "files_skipped_already_ingested": files_skipped,
         "files_processed": processed,
-        "files_cataloged": cat["files"],
-        "image_files": cat["images"],
-        "non_image_objects": cat["objects"],
-        "files_quarantined": q_rows,
-        "quarantined_by_class": by_class,
-        "rows": {"catalog": cat["rows"], "pixels": pixel_rows, "quarantine": q_rows},
-        "labelled_catalog_rows": cat["labelled"],
-        "all_files_accounted": cat["files"] + q_rows == processed,
+        "files_cataloged": summary["files_cataloged"],
+        "image_files": summary["image_files"],
+        "non_image_objects": summary["object_rows"],
+        "files_quarantined": summary["quarantine_rows"],
+        "quarantined_by_class": summary["quarantined_by_class"],
+        "rows": written,
+        "labelled_catalog_rows": summary["labelled"],
+        "all_files_accounted": consistent and (
+            summary["files_cataloged"] + summary["quarantine_rows"] == processed),
     }
