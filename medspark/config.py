@@ -216,14 +216,16 @@ def load_settings(path: str | Path | None = None, overrides: list[str] | None = 
         Settings.model_validate(tree)
     except ValidationError as e:
         raise ConfigError(_format_errors(e, source)) from None
+    keys = []
     for text in overrides or []:
         key, value = parse_override(text)
         _set_path(tree, key, value, f"--set {key}")
-        try:
-            Settings.model_validate(tree)
-        except ValidationError as e:
-            raise ConfigError(_format_errors(e, f"--set {key}")) from None
-    return Settings.model_validate(tree)
+        keys.append(key)
+    try:  # all overrides first: some settings only make sense together
+        return Settings.model_validate(tree)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e, f"--set {', '.join(keys)}" if keys else source)
+                          ) from None
 
 
 def settings_dict(settings: Settings) -> dict[str, Any]:

@@ -48,6 +48,7 @@ PRIVATE_CREATOR = "MEDSPARK SAMPLE"
 IMPLEMENTATION_UID = uid_for(0, "implementation")
 MF_GRAYSCALE_WORD_SC = "1.2.840.10008.5.1.4.1.1.7.3"
 BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
+RT_STRUCTURE_SET = "1.2.840.10008.5.1.4.1.1.481.3"
 XRAY_SIZE = 256
 
 
@@ -253,6 +254,67 @@ def _write_sr(plan: SeriesPlan, path: Path) -> set[str]:
     return {sop, series, contact, f"{p.physician[1]} {p.physician[0]}"}
 
 
+def _write_rtstruct(plan: SeriesPlan, path: Path) -> set[str]:
+    """An RT Structure Set outlining the nodule (ROI "GTV-nodule") on every slice it cuts.
+
+    Contours are the 0.5 iso-lines of the slice masks (skimage), in patient mm: a pixel's
+    centre lies inside exactly when the pixel is in the mask, so rasterising the structure
+    set gives back the generator's own masks.
+    """
+    from skimage.measure import find_contours
+
+    sop, series = uid_for(plan.seed, "rt", plan.index, "sop"), uid_for(plan.seed, "rt",
+                                                                       plan.index, "series")
+    ds = _dataset(plan.patient, plan.study, RT_STRUCTURE_SET, sop, "RTSTRUCT", series,
+                  904 + plan.index, "NODULE CONTOURS")
+    ds.StructureSetLabel, ds.StructureSetDate = "NODULE", plan.study.date
+    ds.StructureSetTime = plan.study.time
+    masks = plan.mask()
+    origin = -plan.patient.fov_mm / 2 + plan.spacing_mm / 2
+    images, contours = [], []
+    for k in range(plan.n_slices):
+        ref = Dataset()
+        ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = CTImageStorage, plan.sop_uid(k)
+        images.append(ref)
+        padded = np.pad(masks[k].astype(float), 1)
+        for line in find_contours(padded, 0.5) if masks[k].any() else []:
+            rows, cols = line[:-1, 0] - 1, line[:-1, 1] - 1  # drop the repeated end point
+            points = np.column_stack([origin + cols * plan.spacing_mm,
+                                      origin + rows * plan.spacing_mm,
+                                      np.full(len(rows), plan.z_mm(k))])
+            item = Dataset()
+            item.ContourImageSequence = Sequence([ref])
+            item.ContourGeometricType = "CLOSED_PLANAR"
+            item.NumberOfContourPoints = len(points)
+            item.ContourData = [_ds(v) for v in points.ravel()]
+            contours.append(item)
+    ref_series = Dataset()
+    ref_series.SeriesInstanceUID, ref_series.ContourImageSequence = plan.uid, Sequence(images)
+    ref_study = Dataset()
+    ref_study.ReferencedSOPClassUID = "1.2.840.10008.3.1.2.3.1"  # Detached Study Management
+    ref_study.ReferencedSOPInstanceUID = plan.study.uid
+    ref_study.RTReferencedSeriesSequence = Sequence([ref_series])
+    frame = Dataset()
+    frame.FrameOfReferenceUID = plan.frame_uid
+    frame.RTReferencedStudySequence = Sequence([ref_study])
+    ds.ReferencedFrameOfReferenceSequence = Sequence([frame])
+    roi = Dataset()
+    roi.ROINumber, roi.ReferencedFrameOfReferenceUID = 1, plan.frame_uid
+    roi.ROIName, roi.ROIGenerationAlgorithm = "GTV-nodule", "MANUAL"
+    ds.StructureSetROISequence = Sequence([roi])
+    roi_contour = Dataset()
+    roi_contour.ReferencedROINumber, roi_contour.ROIDisplayColor = 1, [255, 0, 0]
+    roi_contour.ContourSequence = Sequence(contours)
+    ds.ROIContourSequence = Sequence([roi_contour])
+    observation = Dataset()
+    observation.ObservationNumber, observation.ReferencedROINumber = 1, 1
+    observation.RTROIInterpretedType, observation.ROIInterpreter = "GTV", ""
+    ds.RTROIObservationsSequence = Sequence([observation])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return {sop, series}
+
+
 def _encode(ext: str, img: np.ndarray) -> bytes:
     params = {".png": [cv2.IMWRITE_PNG_COMPRESSION, 6], ".jpg": [cv2.IMWRITE_JPEG_QUALITY, 92]}
     ok, buf = cv2.imencode(ext, img, params.get(ext, []))
@@ -342,9 +404,10 @@ def generate_sample(output: str | Path, patients: int = 8, seed: int = 0,
                     slices_per_series: int = 12, size: int = 128) -> dict[str, Any]:
     """Write the synthetic sample under `output`; returns counts per kind and relative paths.
 
-    Layout: `images/` (ct/series_NNN/slice_NNNN.dcm, dicom_other/, png/, jpeg/, tiff/, nifti/,
-    broken/), `masks/series_NNN.npy` for nodule series, `labels.csv` (one row per CT slice,
-    keyed by the path relative to `images/`) and `phi.json`. Refuses to write over an existing
+    Layout: `images/` (ct/series_NNN/slice_NNNN.dcm, rtstruct/ (nodule contours of each
+    nodule series), dicom_other/, png/, jpeg/, tiff/, nifti/, broken/),
+    `masks/series_NNN.npy` for nodule series, `labels.csv` (one row per CT slice, keyed by
+    the path relative to `images/`) and `phi.json`. Refuses to write over an existing
     sample rather than delete anything.
     """
     if patients < 1 or slices_per_series < 1 or size < 64:
@@ -378,6 +441,8 @@ def generate_sample(output: str | Path, patients: int = 8, seed: int = 0,
     phi |= _write_rle(pick[1], other / "key_image_rle.dcm")
     phi |= _write_sr(pick[2], other / "report_sr.dcm")
     lesion_plans = [p for p in plans if p.lesion is not None]
+    for plan in lesion_plans:
+        phi |= _write_rtstruct(plan, images / "rtstruct" / f"{plan.name}_rtstruct.dcm")
     rasters = _write_rasters(images, seed, (lesion_plans or plans)[0])
     nifti = _write_nifti(images, seed, plans[0].patient)
     broken = _write_broken(images, seed, ct_files[0])
@@ -389,7 +454,8 @@ def generate_sample(output: str | Path, patients: int = 8, seed: int = 0,
     if short:
         raise RuntimeError(f"PHI strings shorter than 4 characters: {short}")
     (root / "phi.json").write_text(json.dumps(sorted(phi), indent=1) + "\n")
-    kinds = {"ct_slices": len(ct_files), "dicom_other": 3, "nifti": len(nifti),
+    kinds = {"ct_slices": len(ct_files), "dicom_other": 3, "rtstruct": len(lesion_plans),
+             "nifti": len(nifti),
              "broken": len(broken)}
     for path in rasters:
         kinds[path.parent.name] = kinds.get(path.parent.name, 0) + 1

@@ -24,7 +24,8 @@ IDENTIFYING = {
     "ReferringPhysicianName", "InstitutionName", "InstitutionAddress", "OperatorsName",
     "StationName", "DeviceSerialNumber", "StudyDescription", "StudyID", "StudyInstanceUID",
     "SeriesInstanceUID", "SOPInstanceUID", "MediaStorageSOPInstanceUID", "FrameOfReferenceUID",
-    "ReferencedSOPInstanceUID", "VerifyingObserverName", "VerifyingOrganization",
+    "ReferencedSOPInstanceUID", "ReferencedFrameOfReferenceUID", "VerifyingObserverName",
+    "VerifyingOrganization",
 }
 FREE_TEXT = {"StudyDescription", "TextValue"}  # may embed names; listed as whole and in parts
 

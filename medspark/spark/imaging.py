@@ -58,13 +58,13 @@ def planes_frame(spark: SparkSession, lake: Lake, dates: list[dt.date] | None = 
     return catalog.join(pixels, "image_id")
 
 
-def _write(df: DataFrame, path: str) -> None:
+def write_by_date(df: DataFrame, path: str) -> None:
     """Overwrite only the ingest_date partitions present in `df` under `path`."""
     (df.write.mode("overwrite").option("partitionOverwriteMode", "dynamic")
      .partitionBy("ingest_date").parquet(path))
 
 
-def _manifest(spark: SparkSession, lake: Lake, job: str, run_id: str, started: float,
+def job_manifest(spark: SparkSession, lake: Lake, job: str, run_id: str, started: float,
               settings: Settings, extra: dict) -> dict:
     manifest = {
         "run_id": run_id, "job": job, "lake": lake.root,
@@ -102,13 +102,13 @@ def run_preprocess(spark: SparkSession, settings: Settings, lake_root: str,
     try:
         log.info("preprocess %s: pipeline %s over %s", run_id, digest, lake.root)
         target = f"{lake.path('preprocessed')}/pipeline={digest}"
-        _write(out, target)
+        write_by_date(out, target)
         masks = out.where(F.col("mask").isNotNull() & (F.col("augment_index") == 0)).select(
             "image_id", F.lit(f"segment-{digest}").alias("mask_source"), "height", "width",
             F.col("mask").alias("data"), "ingest_date")
         has_masks = bool(settings.imaging.segment)
         if has_masks:
-            _write(masks, f"{lake.path('masks')}/source=segment-{digest}")
+            write_by_date(masks, f"{lake.path('masks')}/source=segment-{digest}")
         counts = out.agg(
             F.count(F.lit(1)).alias("rows"),
             F.count(F.when(F.col("augment_index") == 0, 1)).alias("images"),
@@ -124,7 +124,7 @@ def run_preprocess(spark: SparkSession, settings: Settings, lake_root: str,
     outputs = {"preprocessed": target}
     if has_masks:
         outputs["masks"] = f"{lake.path('masks')}/source=segment-{digest}"
-    return _manifest(spark, lake, "preprocess", run_id, started, settings, {
+    return job_manifest(spark, lake, "preprocess", run_id, started, settings, {
         "pipeline_hash": digest, "dates": [d.isoformat() for d in dates or []],
         "counts": {**counts, "errors_by_type": errors}, "outputs": outputs})
 
@@ -155,18 +155,27 @@ def _feature_input(spark: SparkSession, settings: Settings, lake: Lake,
         if f.mask == "none":  # the preprocessed rows carry their segment mask (or null)
             frame = frame.drop("mask")
         elif f.mask == "table":
-            masks = spark.read.parquet(f"{lake.path('masks')}/source={f.mask_source}")
-            frame = frame.drop("mask").join(
-                masks.select("image_id", F.col("data").alias("mask")), "image_id", "left")
+            frame = frame.drop("mask").join(_mask_table(spark, lake, f.mask_source),
+                                            "image_id")
         return frame
     frame = planes_frame(spark, lake, dates, f.modalities or None)
     if f.mask == "segment" and settings.imaging.segment:
         frame = Segmenter(steps=settings.imaging.segment).transform(frame)
     elif f.mask == "table":
-        masks = spark.read.parquet(f"{lake.path('masks')}/source={f.mask_source}")
-        frame = frame.join(masks.select("image_id", F.col("data").alias("mask")), "image_id",
-                           "left")
+        frame = frame.join(_mask_table(spark, lake, f.mask_source), "image_id")
     return frame
+
+
+def _mask_table(spark: SparkSession, lake: Lake, source: str) -> DataFrame:
+    """image_id, mask (and roi_name when the source has several ROIs) of masks/source=..."""
+    path = f"{lake.path('masks')}/source={source}"
+    try:
+        masks = spark.read.parquet(path)
+    except Exception as e:  # noqa: BLE001 - AnalysisException: path does not exist
+        raise ConfigError(f"{path} not found: run `medspark masks` (rtstruct) or "
+                          "`medspark preprocess` (segment-<hash>) first") from e
+    cols = ["image_id", F.col("data").alias("mask")]
+    return masks.select(*cols, *(["roi_name"] if "roi_name" in masks.columns else []))
 
 
 def run_features(spark: SparkSession, settings: Settings, lake_root: str,
@@ -182,7 +191,7 @@ def run_features(spark: SparkSession, settings: Settings, lake_root: str,
         target = f"{lake.path('features')}/feature_set={digest}"
         log.info("features %s: %d features per plane -> %s", run_id,
                  len(extractor.featureNames()), target)
-        _write(out.drop(*[c for c in ("segment_error",) if c in out.columns]), target)
+        write_by_date(out.drop(*[c for c in ("segment_error",) if c in out.columns]), target)
         first = extractor.featureNames()[0]
         counts = out.agg(
             F.count(F.lit(1)).alias("rows"),
@@ -191,7 +200,7 @@ def run_features(spark: SparkSession, settings: Settings, lake_root: str,
         ).first().asDict()
     finally:
         out.unpersist()
-    return _manifest(spark, lake, "features", run_id, started, settings, {
+    return job_manifest(spark, lake, "features", run_id, started, settings, {
         "feature_set": digest, "n_features": len(extractor.featureNames()),
         "dates": [d.isoformat() for d in dates or []], "counts": counts,
         "outputs": {"features": target}})
