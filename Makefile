@@ -33,6 +33,7 @@ demo: $(STAMP) check-java
 	$(BIN)/medspark sample --output $(DEMO)/sample
 	$(BIN)/medspark ingest --input $(DEMO)/sample/images --lake $(DEMO)/lake \
 		--labels $(DEMO)/sample/labels.csv --set privacy.allow_demo_key=true
+	$(BIN)/medspark masks --lake $(DEMO)/lake --set privacy.allow_demo_key=true
 	$(BIN)/medspark preprocess --lake $(DEMO)/lake
 	$(BIN)/medspark features --lake $(DEMO)/lake
 
