@@ -45,8 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
     labels.add_argument("--label-from-path", help="regex with one group over the source path")
     _common(ingest)
 
-    masks = sub.add_parser("masks", help="rasterise cataloged RTSTRUCTs into masks/")
+    masks = sub.add_parser("masks", help="rasterise cataloged RTSTRUCTs (or label images "
+                                         "with --label-images) into masks/")
     masks.add_argument("--lake", required=True, help="lake root directory or URI")
+    masks.add_argument("--label-images", help="folder of NIfTI/PNG label images to join")
+    masks.add_argument("--source", default="labels", help="masks/source=<name> (label images)")
+    masks.add_argument("--rewrite", nargs=2, metavar=("REGEX", "REPLACEMENT"),
+                       default=[r"^(.*)$", r"\1"],
+                       help="label path (relative) -> image source_relpath, e.g. "
+                            "'_seg(\\.nii\\.gz)$' '\\1'")
     _common(masks)
 
     for name, text in (("preprocess", "segment + preprocess ingested planes into "
@@ -155,15 +162,21 @@ def _cmd_imaging(args: argparse.Namespace) -> int:
 def _cmd_masks(args: argparse.Namespace) -> int:
     from medspark.privacy.pseudonym import resolve_key
     from medspark.session import build_session
-    from medspark.spark.masks import run_masks
+    from medspark.spark.masks import run_label_masks, run_masks
 
     settings = load_settings(args.config, args.overrides)
-    try:  # the referenced UIDs are matched through the same HMAC as the catalog's
-        key = resolve_key(settings.privacy.allow_demo_key)
-    except RuntimeError as e:
-        raise ConfigError(str(e)) from None
+    key = b""
+    if not args.label_images:
+        try:  # the referenced UIDs are matched through the same HMAC as the catalog's
+            key = resolve_key(settings.privacy.allow_demo_key)
+        except RuntimeError as e:
+            raise ConfigError(str(e)) from None
     spark = build_session(settings.spark, master=args.master, conf=_spark_conf(args.spark_conf))
-    manifest = run_masks(spark, settings, args.lake, key)
+    if args.label_images:
+        manifest = run_label_masks(spark, settings, args.lake, args.label_images, args.source,
+                                   *args.rewrite)
+    else:
+        manifest = run_masks(spark, settings, args.lake, key)
     print(json.dumps(manifest, indent=2, default=str) if args.json else
           f"masks run {manifest['run_id']}: {manifest['counts']}\n"
           f"  masks {manifest['outputs']['masks']}\n  manifest {manifest['manifest_path']}")

@@ -8,11 +8,17 @@ slice-position fallback). Raw identifiers never leave the task.
 
     masks/source=rtstruct/ingest_date=<d>/   image_id, roi_name, rtstruct_id, height, width,
                                               data (uint8 0/1), mask_source
+
+`run_label_masks` does the same for label images (NIfTI, PNG, ... read by medspark's readers):
+each label file is matched to an ingested image by its relative path, rewritten with a regex
+(`case_7_seg.nii.gz` -> `case_7.nii.gz`), and plane by plane (slice k of a label volume is plane
+k of the image); every distinct non-zero label value becomes one ROI (`label-<value>`).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 import pandas as pd
@@ -120,3 +126,102 @@ def run_masks(spark: SparkSession, settings: Settings, lake_root: str, key: byte
     log.info("masks %s: %s", run_id, summary)
     return job_manifest(spark, lake, "masks", run_id, started, settings, {
         "counts": {**summary, "error_messages": errors}, "outputs": {"masks": target}})
+
+
+LABEL_ROW = StructType([
+    StructField("label_path", StringType()),
+    StructField("image_relpath", StringType()),
+    StructField("plane_index", IntegerType()),
+    StructField("roi_name", StringType()),
+    StructField("height", IntegerType()),
+    StructField("width", IntegerType()),
+    StructField("data", BinaryType()),
+    StructField("error", StringType()),
+])
+MAX_LABELS_PER_PLANE = 255
+
+
+def _label_planes(batches, pattern: str, replacement: str):
+    """mapInPandas body: label files -> one row per (plane, non-zero label value)."""
+    import numpy as np
+
+    from medspark.ingest.records import read_source
+    from medspark.io.read import read_image
+    from medspark.io.types import Limits, ReadError
+    from medspark.planes import encode_mask
+
+    regex = re.compile(pattern)
+    for batch in batches:
+        rows = []
+        for path, relpath in zip(batch["path"], batch["relpath"], strict=True):
+            base = {"label_path": path, "image_relpath": regex.sub(replacement, relpath or "")}
+            try:
+                img = read_image(read_source(path, Limits()), Limits(), name=path)
+                if img.pixels is None or img.channels != 1:
+                    raise ReadError("not_a_label_image", "label images need one channel")
+                for k in range(img.n_planes):
+                    plane = img.pixels[k, :, :, 0]
+                    values = np.unique(plane[plane != 0])
+                    if values.size > MAX_LABELS_PER_PLANE:
+                        raise ReadError("not_a_label_image",
+                                        f"{values.size} distinct values: not a label image")
+                    for v in values:
+                        label = int(v) if float(v).is_integer() else float(v)
+                        rows.append({**base, "plane_index": k, "roi_name": f"label-{label}",
+                                     "height": plane.shape[0], "width": plane.shape[1],
+                                     "data": encode_mask(plane == v), "error": None})
+            except ReadError as e:
+                rows.append({**base, "error": f"{e.error_class}: {e.message}"})
+            except Exception as e:  # noqa: BLE001 - a bad label file is a reported row
+                rows.append({**base, "error": f"decode_error: {type(e).__name__}"})
+        yield pd.DataFrame.from_records(rows, columns=LABEL_ROW.names)
+
+
+def run_label_masks(spark: SparkSession, settings: Settings, lake_root: str, labels_uri: str,
+                    source: str, pattern: str = r"^(.*)$", replacement: str = r"\1") -> dict:
+    """Masks from label images under `labels_uri`, joined to ingested planes by relative path
+    (rewritten by `pattern` -> `replacement`) and plane index; writes masks/source=<source>/."""
+    from medspark.spark.listing import list_files, resolve_input
+
+    started, run_id, lake = time.time(), new_run_id("masks"), Lake(lake_root)
+    if not lake.exists(spark, "catalog"):
+        raise ConfigError(f"{lake.path('catalog')} not found: run `medspark ingest` first")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", source) or source == "rtstruct":
+        raise ConfigError(f"mask source name {source!r}: use letters, digits, '_', '.', '-' "
+                          "(and not 'rtstruct')")
+    try:
+        re.compile(pattern).sub(replacement, "")
+    except (re.error, IndexError) as e:
+        raise ConfigError(f"label path rewrite {pattern!r} -> {replacement!r}: {e}") from None
+    files = list_files(spark, resolve_input(labels_uri))
+    planes = lake.read(spark, "catalog").where(F.col("plane_index").isNotNull()).select(
+        "image_id", F.col("source_relpath").alias("image_relpath"), "plane_index",
+        F.col("rows").alias("image_rows"), F.col("cols").alias("image_cols"), "ingest_date")
+    labels = files.mapInPandas(lambda it: _label_planes(it, pattern, replacement), LABEL_ROW)
+    joined = labels.join(planes, ["image_relpath", "plane_index"], "left").withColumn(
+        "error", F.coalesce(
+            F.col("error"),
+            F.when(F.col("image_id").isNull(), F.lit("no_matching_image_plane")),
+            F.when((F.col("height") != F.col("image_rows"))
+                   | (F.col("width") != F.col("image_cols")),
+                   F.lit("shape_differs_from_image")))).cache()
+    try:
+        good = joined.where(F.col("error").isNull()).select(
+            "image_id", "roi_name", F.lit(None).cast("string").alias("rtstruct_id"), "height",
+            "width", "data", F.lit(source).alias("mask_source"), "ingest_date")
+        target = f"{lake.path('masks')}/source={source}"
+        write_by_date(good, target)
+        counts = joined.agg(
+            F.countDistinct("label_path").alias("label_files"),
+            F.count(F.when(F.col("error").isNull(), 1)).alias("masks"),
+            F.countDistinct(F.when(F.col("error").isNull(), F.col("roi_name"))).alias(
+                "roi_names"),
+            F.count("error").alias("errors"),
+        ).first().asDict()
+        problems = {r["error"].split(":", 1)[0]: r["count"] for r in
+                    joined.where(F.col("error").isNotNull()).groupBy("error").count().collect()}
+    finally:
+        joined.unpersist()
+    return job_manifest(spark, lake, "masks", run_id, started, settings, {
+        "labels": labels_uri, "rewrite": [pattern, replacement],
+        "counts": {**counts, "errors_by_reason": problems}, "outputs": {"masks": target}})
