@@ -8,9 +8,12 @@ run times, per image and with the same settings (all seven 2D families, pyradiom
 2. pyradiomics' ``RadiomicsFeatureExtractor(force2D=True).execute`` on the same planes
    (SimpleITK images built beforehand, outside the timing);
 
-and prints ms/image (median over images, each the best of ``--repeats``), the ratio (target
->= 10) and the largest relative difference between the two outputs. BLAS is pinned to one
-thread for both, so the figures are single-core.
+and prints ms/image, wall-clock and CPU time (median over images, each the best of
+``--repeats``; the two libraries alternate image by image so both see the same machine load),
+the ratio (target >= 10) and the largest relative difference between the two outputs. BLAS and
+SimpleITK are pinned to one thread, so the figures are single-core. ``extract`` makes glibc
+keep freed heap for reuse (``medspark.features.allocator``; process-wide, so pyradiomics runs
+under it too); ``--no-keep-heap`` measures without it.
 
     .venv/bin/python benchmarks/features.py --images 20
 """
@@ -25,6 +28,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import logging  # noqa: E402
 import statistics  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -34,7 +38,11 @@ import numpy as np  # noqa: E402
 from pydicom import dcmread  # noqa: E402
 from pydicom.data import get_testdata_file  # noqa: E402
 
+if "--no-keep-heap" in sys.argv:
+    os.environ["MEDSPARK_FEATURES_KEEP_HEAP"] = "0"
+
 from medspark.features import FAMILIES, extract  # noqa: E402
+from medspark.features.allocator import keep_freed_memory  # noqa: E402
 
 
 def make_planes(n: int, size: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -60,13 +68,15 @@ def make_planes(n: int, size: int, seed: int) -> list[tuple[np.ndarray, np.ndarr
     return planes
 
 
-def best_ms(fn: Callable[[], object], repeats: int) -> float:
-    best = float("inf")
+def best_ms(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """Best wall-clock and best CPU time of ``repeats`` calls, in ms."""
+    wall = cpu = float("inf")
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
-        best = min(best, time.perf_counter() - start)
-    return best * 1e3
+        wall = min(wall, time.perf_counter() - start)
+        cpu = min(cpu, time.process_time() - start_cpu)
+    return wall * 1e3, cpu * 1e3
 
 
 def pyradiomics_runner(planes: list[tuple[np.ndarray, np.ndarray]]
@@ -76,6 +86,7 @@ def pyradiomics_runner(planes: list[tuple[np.ndarray, np.ndarray]]
     from radiomics import featureextractor
 
     radiomics.setVerbosity(logging.ERROR)
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)  # one core, like medspark
     extractor = featureextractor.RadiomicsFeatureExtractor(force2D=True, force2Ddimension=0)
     extractor.disableAllFeatures()
     for family in FAMILIES:
@@ -107,34 +118,43 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3, help="best of N per image")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-keep-heap", action="store_true",
+                        help="leave glibc's heap trimming as it is")
     args = parser.parse_args()
 
     planes = make_planes(args.images, args.size, args.seed)
     rois = [int(roi.sum()) for _, roi in planes]
+    extract(*planes[0])  # warm-up (imports, first-call overheads; applies the heap setting)
     print(f"{len(planes)} planes {args.size}x{args.size}, ROI pixels "
           f"{min(rois)}-{max(rois)} (median {int(statistics.median(rois))}), "
-          f"families: {', '.join(FAMILIES)}, default settings, BLAS threads 1")
-
-    extract(*planes[0])  # warm-up (imports, first-call overheads)
-    ours = [best_ms(lambda p=p: extract(*p), args.repeats) for p in planes]
-    per_family = {fam: statistics.median(best_ms(lambda p=p, f=fam: extract(*p, families=[f]),
-                                                 args.repeats) for p in planes)
-                  for fam in FAMILIES}
+          f"families: {', '.join(FAMILIES)}, default settings, BLAS threads 1, "
+          f"keep freed heap: {keep_freed_memory()}")
 
     runners = pyradiomics_runner(planes)
+    ours, theirs = [], []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         runners[0]()
-        theirs = [best_ms(run, args.repeats) for run in runners]
+        for plane, run in zip(planes, runners, strict=True):
+            ours.append(best_ms(lambda p=plane: extract(*p), args.repeats))
+            theirs.append(best_ms(run, args.repeats))
         diff = max(max_rel_diff(extract(*p), run()) for p, run in zip(planes, runners, strict=True))
+    per_family = {fam: statistics.median(best_ms(lambda p=p, f=fam: extract(*p, families=[f]),
+                                                 args.repeats)[0] for p in planes)
+                  for fam in FAMILIES}
 
-    ours_ms, theirs_ms = statistics.median(ours), statistics.median(theirs)
-    print(f"medspark.features : {ours_ms:8.2f} ms/image (median; min {min(ours):.2f}, "
-          f"max {max(ours):.2f})")
-    print("   per family     : " + ", ".join(f"{f} {t:.2f}" for f, t in per_family.items()))
-    print(f"pyradiomics 3.0.1 : {theirs_ms:8.2f} ms/image (median; min {min(theirs):.2f}, "
-          f"max {max(theirs):.2f})")
-    print(f"speed-up          : {theirs_ms / ours_ms:8.1f}x (target >= 10x)")
+    for label, k in (("wall-clock", 0), ("CPU time", 1)):
+        a = [t[k] for t in ours]
+        b = [t[k] for t in theirs]
+        print(f"{label}:")
+        print(f"  medspark.features : {statistics.median(a):7.2f} ms/image "
+              f"(median; min {min(a):.2f}, max {max(a):.2f})")
+        print(f"  pyradiomics 3.0.1 : {statistics.median(b):7.2f} ms/image "
+              f"(median; min {min(b):.2f}, max {max(b):.2f})")
+        print(f"  speed-up          : {statistics.median(b) / statistics.median(a):7.1f}x "
+              "(target >= 10x)")
+    print("medspark, one family only (wall ms): "
+          + ", ".join(f"{f} {t:.2f}" for f, t in per_family.items()))
     print(f"max relative difference between the outputs: {diff:.2e}")
 
 

@@ -131,11 +131,10 @@ class FeatureSettings(_Strict):
 
     @model_validator(mode="after")
     def _valid(self) -> FeatureSettings:
-        from medspark.features import feature_names
-        from medspark.features.settings import validate
+        from medspark.features import check_settings, feature_names
 
-        validate(self.settings)
-        feature_names(self.families or None)
+        check_settings(self.settings)
+        feature_names(self.families or None, **self.settings)
         if self.mask == "table" and not self.mask_source:
             raise ValueError("mask: table needs mask_source")
         return self

@@ -183,8 +183,9 @@ def test_bad_arrays():
         extract(ramp(), np.ones((10, 10), bool))
     with pytest.raises(ValueError, match="numeric"):
         extract(np.full((4, 4), "a"))
-    with pytest.raises(ValueError, match="spacing"):
-        extract(ramp(), disk(), spacing=(0.0, 1.0))
+    for spacing in [(0.0, 1.0), 1.0, (1.0, 1.0, 1.0), ("a", 1)]:
+        with pytest.raises(ValueError, match="spacing"):
+            extract(ramp(), disk(), spacing=spacing)
     with pytest.raises(ValueError, match="unknown feature family 'shape'"):
         extract(ramp(), disk(), families=["shape"])
 
@@ -198,3 +199,12 @@ def test_thousands_of_grey_levels_stay_bounded():
     assert nan == {n for n in ALL if n.startswith("glcm_")} | {
         "ngtdm_Busyness", "ngtdm_Complexity", "ngtdm_Contrast", "ngtdm_Strength"}
     assert feats["glszm_ZonePercentage"] > 0.9  # nearly every pixel is its own zone
+
+
+def test_keep_freed_memory_is_applied_once_and_changes_no_value():
+    from medspark.features import allocator
+
+    first = allocator.keep_freed_memory()
+    assert allocator.keep_freed_memory() is first  # idempotent
+    assert isinstance(first, bool)
+    assert quiet_extract(ramp(), disk()) == quiet_extract(ramp(), disk())

@@ -27,7 +27,7 @@ RTOL, ATOL = 1e-6, 1e-9
 
 
 def pyradiomics_features(image: np.ndarray, roi: np.ndarray, spacing=(1.0, 1.0), label: int = 1,
-                         **settings) -> dict[str, float]:
+                         families=FAMILIES, **settings) -> dict[str, float]:
     """pyradiomics' extractor on one plane; keys without the ``original_`` prefix.
 
     The plane is padded with one background pixel all round, because pyradiomics refuses a mask
@@ -42,7 +42,7 @@ def pyradiomics_features(image: np.ndarray, roi: np.ndarray, spacing=(1.0, 1.0),
     extractor = featureextractor.RadiomicsFeatureExtractor(
         force2D=True, force2Ddimension=0, label=label, **settings)
     extractor.disableAllFeatures()
-    for family in FAMILIES:
+    for family in families:
         extractor.enableFeatureClassByName(family)
     with warnings.catch_warnings():  # pyradiomics' own "Mean of empty slice" etc.
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -174,13 +174,17 @@ def test_nan_pixels_are_left_out_of_the_roi(ct):
                   pyradiomics_features(image, roi & np.isfinite(image), spacing))
 
 
-@pytest.mark.parametrize("case", ["constant", "zeros", "two_levels", "checkerboard"])
-def test_flat_and_binary_images(case):
+@pytest.mark.parametrize("settings", ["default", "binCount16"])
+@pytest.mark.parametrize("case", ["constant", "on_bin_edge", "zeros", "two_levels",
+                                  "checkerboard"])
+def test_flat_and_binary_images(case, settings):
     yy, xx = np.mgrid[:40, :40]
-    image = {"constant": np.full((40, 40), 123.0), "zeros": np.zeros((40, 40)),
-             "two_levels": (xx > 20) * 100.0, "checkerboard": ((xx + yy) % 2) * 100.0}[case]
+    image = {"constant": np.full((40, 40), 123.0), "on_bin_edge": np.full((40, 40), 75.0),
+             "zeros": np.zeros((40, 40)), "two_levels": (xx > 20) * 100.0,
+             "checkerboard": ((xx + yy) % 2) * 100.0}[case]
     roi = make_mask("disk", image.shape)
-    assert_parity(extract(image, roi), pyradiomics_features(image, roi))
+    assert_parity(extract(image, roi, **SETTINGS[settings]),
+                  pyradiomics_features(image, roi, **SETTINGS[settings]))
 
 
 @pytest.mark.parametrize("pattern", ["sparse", "diagonal", "two_pixels", "row"])
@@ -249,3 +253,43 @@ def test_sparse_size_columns_match(ct, module, monkeypatch):
     ours = extract(image, roi, spacing=spacing, families=[family], binWidth=5)
     ref = pyradiomics_features(image, roi, spacing, binWidth=5)
     assert_parity(ours, {k: v for k, v in ref.items() if k.startswith(family + "_")})
+
+
+@pytest.mark.parametrize("settings", [{"binWidth": 25}, {"binWidth": 10}, {"binWidth": 0.3},
+                                      {"binWidth": 7}, {"binCount": 16}, {"binCount": 5}])
+def test_discretisation_matches_pyradiomics_binning(settings):
+    from radiomics import imageoperations
+
+    from medspark.features.discretize import discretize
+
+    rng = np.random.default_rng(12)
+    samples = [rng.normal(0, 300, 5000), rng.integers(-1024, 3000, 5000).astype(float),
+               np.round(rng.normal(40, 30, 5000) / 5) * 5, np.full(50, 75.0), np.full(50, 3.3)]
+    for values in samples:
+        ref, _ = imageoperations.binImage(values, None, **settings)
+        got = discretize(values, settings.get("binWidth", 25), settings.get("binCount"))
+        np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("settings", ["default", "asymmetric", "distances12"])
+def test_disconnected_grey_level_groups(settings):
+    """Two ROI parts with disjoint grey levels: the GLCM splits into blocks and MCC's largest
+    eigenvalues coincide (1, 1) up to pyradiomics' eps; the second must still match."""
+    rng = np.random.default_rng(13)
+    image = np.where(np.arange(64)[None, :] < 32, rng.normal(100, 20, (48, 64)),
+                     rng.normal(900, 20, (48, 64)))
+    yy, xx = np.mgrid[:48, :64]
+    roi = ((yy - 24) ** 2 + (xx - 14) ** 2 < 120) | ((yy - 24) ** 2 + (xx - 50) ** 2 < 120)
+    assert_parity(extract(image, roi, **SETTINGS[settings]),
+                  pyradiomics_features(image, roi, **SETTINGS[settings]))
+
+
+def test_many_grey_levels():
+    """~12000 grey levels up to ~30000 (wider than int16 once offset per angle): GLRLM, GLSZM
+    and GLDM still match (pyradiomics' GLCM/NGTDM would need gigabytes here)."""
+    image = np.random.default_rng(14).integers(0, 30000, (120, 120)).astype(float)
+    roi = np.ones(image.shape, bool)
+    families = ["glrlm", "glszm", "gldm"]
+    ours = extract(image, roi, families=families, binWidth=1)
+    assert 3 * len(np.unique(image)) > np.iinfo(np.int16).max
+    assert_parity(ours, pyradiomics_features(image, roi, families=families, binWidth=1))

@@ -8,6 +8,7 @@ matrices (GLCM, GLRLM) keep the first half, i.e. ``dy > 0`` or ``dy == 0 and dx 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,7 +16,13 @@ import numpy as np
 
 def angles(shape: tuple[int, int], distances: Sequence[int] = (1,), bidirectional: bool = False
            ) -> np.ndarray:
-    """Offsets ``(dy, dx)`` as an ``(Na, 2)`` int array; may be empty if nothing fits."""
+    """Offsets ``(dy, dx)`` as a read-only ``(Na, 2)`` int array; may be empty if nothing fits."""
+    return _angles(tuple(shape), tuple(distances), bool(bidirectional))
+
+
+@functools.lru_cache(maxsize=256)
+def _angles(shape: tuple[int, int], distances: tuple[int, ...], bidirectional: bool
+            ) -> np.ndarray:
     rows, cols = shape
     dmax = max(distances)
     wanted = set(distances)
@@ -25,7 +32,9 @@ def angles(shape: tuple[int, int], distances: Sequence[int] = (1,), bidirectiona
            and max(abs(dy), abs(dx)) in wanted]
     if not bidirectional:
         out = [(dy, dx) for dy, dx in out if dy > 0 or (dy == 0 and dx > 0)]
-    return np.array(out, dtype=np.int64).reshape(-1, 2)
+    result = np.array(out, dtype=np.int64).reshape(-1, 2)
+    result.flags.writeable = False  # shared by the cache
+    return result
 
 
 def weights(offsets: np.ndarray, spacing: tuple[float, float], norm: str, exponential: bool

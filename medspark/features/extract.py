@@ -8,7 +8,8 @@ discretised once for all families. Where pyradiomics would raise, ``extract`` re
 * an empty ROI, a single-pixel ROI, or one failing ``minimumROIDimensions``/``minimumROISize``
   gives NaN for every feature;
 * a GLCM/GLDM/NGTDM whose ``distances`` do not fit in the ROI bounding box gives NaN for that
-  family.
+  family, and so do GLCM with more than ~2000 grey levels present and the pairwise NGTDM
+  features with more than ~4000 (pyradiomics runs out of memory there).
 
 Non-finite pixels (NaN, +-inf) are removed from the ROI first. Unlike pyradiomics, a mask with no
 background (or no mask at all: the whole plane) is accepted, and shape2D is computed for a
@@ -17,6 +18,7 @@ one-column ROI (pyradiomics' extractor skips it there because of an axis-order s
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -25,6 +27,13 @@ import numpy as np
 from medspark.features import firstorder, glcm, gldm, glrlm, glszm, ngtdm, shape2d
 from medspark.features.allocator import keep_freed_memory
 from medspark.features.discretize import discretize
+from medspark.features.extra import (
+    EXTRA_DEFAULTS,
+    EXTRA_FAMILIES,
+    check_extra_settings,
+    extra_names,
+    extract_extra,
+)
 from medspark.features.settings import Settings, validate
 from medspark.features.texture import Plane
 
@@ -40,19 +49,50 @@ FAMILY_NAMES: dict[str, tuple[str, ...]] = {
 FAMILIES: tuple[str, ...] = tuple(FAMILY_NAMES)
 
 
+ALL_FAMILIES: tuple[str, ...] = FAMILIES + EXTRA_FAMILIES
+
+
 def _families(families: Iterable[str] | str | None) -> tuple[str, ...]:
+    """The chosen families in output order; default: the seven pyradiomics families (the
+    extra ones, histogram/lbp/hog, are opt-in)."""
     if families is None:
         return FAMILIES
     chosen = (families,) if isinstance(families, str) else tuple(families)
     for name in chosen:
-        if name not in FAMILY_NAMES:
-            raise ValueError(f"unknown feature family {name!r} (valid: {', '.join(FAMILIES)})")
-    return tuple(f for f in FAMILIES if f in chosen)
+        if name not in ALL_FAMILIES:
+            raise ValueError(
+                f"unknown feature family {name!r} (valid: {', '.join(ALL_FAMILIES)})")
+    return tuple(f for f in ALL_FAMILIES if f in chosen)
 
 
-def feature_names(families: Iterable[str] | str | None = None) -> list[str]:
-    """Output keys of :func:`extract` for ``families`` (default: all), in output order."""
-    return [f"{fam}_{name}" for fam in _families(families) for name in FAMILY_NAMES[fam]]
+def _split_settings(settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(pyradiomics settings, settings of the extra families)."""
+    extra = {k: v for k, v in settings.items() if k in EXTRA_DEFAULTS}
+    return {k: v for k, v in settings.items() if k not in EXTRA_DEFAULTS}, extra
+
+
+def check_settings(settings: dict[str, Any]) -> None:
+    """Validate pyradiomics and extra-family settings together (ValueError naming the key)."""
+    base, extra = _split_settings(dict(settings))
+    validate(base)
+    check_extra_settings(extra)
+
+
+def feature_names(families: Iterable[str] | str | None = None, **settings: Any) -> list[str]:
+    """Output keys of :func:`extract` for ``families`` (default: the pyradiomics families), in
+    output order; extra-family names depend on their settings (bins, orientations)."""
+    _, extra = _split_settings(settings)
+    chosen = _families(families)
+    names = list(_names(tuple(f for f in chosen if f in FAMILY_NAMES)))
+    for fam in chosen:
+        if fam in EXTRA_FAMILIES:
+            names += extra_names(fam, extra)
+    return names
+
+
+@functools.lru_cache(maxsize=128)
+def _names(families: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(f"{fam}_{name}" for fam in families for name in FAMILY_NAMES[fam])
 
 
 def _as_plane(image: Any) -> np.ndarray:
@@ -77,10 +117,18 @@ def _roi(image: np.ndarray, mask: Any, label: int) -> np.ndarray:
 
 
 def _spacing(spacing: Any) -> tuple[float, float]:
-    sp = tuple(float(s) for s in spacing)
+    try:
+        sp = tuple(float(s) for s in spacing)
+    except (TypeError, ValueError):
+        sp = ()
     if len(sp) != 2 or not all(np.isfinite(s) and s > 0 for s in sp):
         raise ValueError(f"spacing must be two positive (row, col) sizes in mm, got {spacing!r}")
     return sp  # type: ignore[return-value]
+
+
+def _extent(roi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the rows and of the columns that hold ROI pixels."""
+    return np.flatnonzero(roi.any(axis=1)), np.flatnonzero(roi.any(axis=0))
 
 
 def roi_is_valid(roi: np.ndarray, settings: Settings) -> bool:
@@ -88,8 +136,7 @@ def roi_is_valid(roi: np.ndarray, settings: Settings) -> bool:
     n = int(np.count_nonzero(roi))
     if n == 0:
         return False
-    rows = np.flatnonzero(roi.any(axis=1))
-    cols = np.flatnonzero(roi.any(axis=0))
+    rows, cols = _extent(roi)
     ndims = int(rows[-1] > rows[0]) + int(cols[-1] > cols[0])
     if ndims == 0 or ndims < settings.minimumROIDimensions:
         return False
@@ -97,8 +144,7 @@ def roi_is_valid(roi: np.ndarray, settings: Settings) -> bool:
 
 
 def _bbox(roi: np.ndarray) -> tuple[slice, slice]:
-    rows = np.flatnonzero(roi.any(axis=1))
-    cols = np.flatnonzero(roi.any(axis=0))
+    rows, cols = _extent(roi)
     return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
 
 
@@ -112,14 +158,20 @@ def extract(image: Any, mask: Any = None, spacing: Any = (1.0, 1.0),
     ``settings``: pyradiomics setting names (see :mod:`medspark.features.settings`).
     """
     keep_freed_memory()  # once per process; see medspark.features.allocator
+    settings, extra = _split_settings(settings)
     cfg = validate(settings)
+    extra_cfg = check_extra_settings(extra)
     chosen = _families(families)
     img = _as_plane(image)
     sp = _spacing(spacing)
     roi = _roi(img, mask, cfg.label)
-    out: dict[str, float] = dict.fromkeys(feature_names(chosen), np.nan)
+    out: dict[str, float] = dict.fromkeys(feature_names(chosen, **extra_cfg), np.nan)
     if not roi_is_valid(roi, cfg):
         return out
+    for fam in chosen:
+        if fam in EXTRA_FAMILIES:  # on the whole plane and ROI, not the discretised crop
+            out.update(extract_extra(img, roi, fam, extra_cfg))
+    chosen = tuple(f for f in chosen if f in FAMILY_NAMES)
 
     box = _bbox(roi)
     roi = np.ascontiguousarray(roi[box])

@@ -1,9 +1,10 @@
 """Grey Level Co-occurrence Matrix features, pyradiomics 3.0.1 ``RadiomicsGLCM`` (2D).
 
-One matrix per in-plane angle is counted with ``numpy.bincount`` on (centre, neighbour) level
-pairs, reduced to the grey levels present in the ROI, optionally symmetrised and distance
-weighted, and normalised. Features are computed per angle and averaged (``nanmean``), exactly as
-pyradiomics does; the sum/difference distributions use ``bincount`` instead of per-``k`` masks.
+One matrix per in-plane angle is counted with ``numpy.bincount`` on (centre, neighbour) pairs of
+grey-level ranks, so it spans only the levels present in the ROI (pyradiomics counts 1..Ng and
+deletes empty rows). It is optionally symmetrised and distance weighted, then normalised.
+Features are computed per angle and averaged (``nanmean``), exactly as pyradiomics does; MCC
+uses a partial symmetric eigensolver instead of pyradiomics' general ``eigvals``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ NAMES = ("Autocorrelation", "ClusterProminence", "ClusterShade", "ClusterTendenc
          "Idm", "Idmn", "Idn", "Imc1", "Imc2", "InverseVariance", "JointAverage", "JointEnergy",
          "JointEntropy", "MCC", "MaximumProbability", "SumAverage", "SumEntropy", "SumSquares")
 
+# Features averaged over angles, in the order features() stacks them.
+_PER_ANGLE = tuple(n for n in NAMES if n not in ("JointAverage", "MCC"))
 EPS = np.spacing(1)
+CLUSTER_TOL = 1e-7  # eps-free eigenvalues this close to lambda2 are corrected together
 MAX_MATRIX = 2 ** 24  # matrix elements (~2000 grey levels x 4 angles) above which GLCM -> NaN
 
 
@@ -64,14 +68,15 @@ def matrix(plane: Plane, settings: Settings, spacing: tuple[float, float]) -> np
     return counts / total[:, None, None]
 
 
-def _second_eigenvalue(p: np.ndarray, px: np.ndarray, py: np.ndarray) -> float:
+def _second_eigenvalue(p: np.ndarray, px: np.ndarray, py: np.ndarray) -> complex:
     """Second largest eigenvalue of pyradiomics' ``Q = sum_k p_ik p_jk / (px_i py_k + eps)``.
 
     Without ``eps``, ``Q = Dx^-1 P Dy^-1 P^T`` is similar to the symmetric ``B B^T`` with
-    ``B = Dx^-1/2 P Dy^-1/2``, so a partial symmetric eigensolver (LAPACK ``dsyevr``, top two
-    pairs) replaces the general ``eigvals`` pyradiomics calls. The eigenvalue is then corrected
-    for ``eps`` with the two-sided Rayleigh quotient of the exact ``Q`` (error ~ eps**2),
-    matching pyradiomics to ~1e-15 relative at a fraction of the cost.
+    ``B = Dx^-1/2 P Dy^-1/2`` (largest eigenvalue 1), so a partial symmetric eigensolver
+    (LAPACK ``dsyevr``, top pairs only) replaces the general ``eigvals`` pyradiomics calls. The
+    ``eps`` correction comes from projecting the exact ``Q`` on those eigenvectors (two-sided
+    Rayleigh-Ritz, error ~ eps**2), which also splits eigenvalues that coincide without ``eps``
+    (a GLCM with separate groups of levels); the result matches pyradiomics to ~1e-15 relative.
     """
     rows, cols = px > 0, py > 0  # zero rows/columns of Q only add zero eigenvalues
     n = int(rows.sum())
@@ -80,13 +85,24 @@ def _second_eigenvalue(p: np.ndarray, px: np.ndarray, py: np.ndarray) -> float:
     p, px, py = p[np.ix_(rows, cols)], px[rows], py[cols]
     sqx = np.sqrt(px)
     b = p / sqx[:, None] / np.sqrt(py)[None, :]
-    _, vec, _, _, info = dsyevr(b @ b.T, compute_v=1, range="I", il=n - 1, iu=n)
+    s = b @ b.T
+    k = min(n, 3)
+    w, vec, _, _, info = dsyevr(s, compute_v=1, range="I", il=n - k + 1, iu=n)
     if info != 0:
         raise np.linalg.LinAlgError(f"dsyevr failed ({info})")
-    v = vec[:, 0]
-    right, left = v / sqx, v * sqx
-    a = p / (px[:, None] * py[None, :] + EPS)
-    return float(left @ a @ (p.T @ right) / (left @ right))
+    w, vec = w[:k], vec[:, :k]  # ascending: (lambda3,) lambda2, lambda1
+    q = p / (px[:, None] * py[None, :] + EPS)
+    lam3 = w[0] if k == 3 else -np.inf
+    if w[-1] - w[-2] > CLUSTER_TOL and w[-2] - lam3 > CLUSTER_TOL:  # simple lambda2
+        v = vec[:, -2]
+        right, left = v / sqx, v * sqx
+        return complex(left @ q @ (p.T @ right))
+    if k < n and w[0] > w[-2] - CLUSTER_TOL:  # lambda2 may be clustered beyond lambda3
+        w, vec = np.linalg.eigh(s)
+    keep = w >= w[-2] - CLUSTER_TOL  # lambda1 and every eigenvalue clustered with lambda2
+    right, left = vec[:, keep] / sqx[:, None], vec[:, keep] * sqx[:, None]
+    lam = np.sort(np.linalg.eigvals(left.T @ q @ (p.T @ right)))  # complex, as pyradiomics
+    return complex(lam[-2])
 
 
 def _mcc(p: np.ndarray, px: np.ndarray, py: np.ndarray) -> float:
@@ -96,8 +112,12 @@ def _mcc(p: np.ndarray, px: np.ndarray, py: np.ndarray) -> float:
     if np.isnan(p).any():
         return np.nan  # pyradiomics' eigvals fails on an empty (NaN) matrix -> NaN
     lam = np.array([_second_eigenvalue(p[a], px[a], py[a]) for a in range(len(p))])
-    mcc = np.sqrt(np.maximum(lam, 0.0))
-    mcc[lam < 0] = np.nan  # pyradiomics: sqrt of a (rounding-)negative eigenvalue is NaN
+    if np.all(lam.imag == 0):
+        lam = lam.real
+        mcc = np.sqrt(np.maximum(lam, 0.0))
+        mcc[lam < 0] = np.nan  # pyradiomics: sqrt of a (rounding-)negative eigenvalue is NaN
+    else:  # pyradiomics takes the real part of the complex square roots' mean
+        mcc = np.sqrt(lam).real
     return float(nanmean(mcc))
 
 
@@ -185,13 +205,6 @@ def features(p: np.ndarray, plane: Plane) -> dict[str, float]:
     out["JointAverage"] = float(np.mean(ux))
     out["MCC"] = mcc
     return {name: out[name] for name in NAMES}
-
-
-_PER_ANGLE = ("Autocorrelation", "ClusterProminence", "ClusterShade", "ClusterTendency",
-              "Contrast", "Correlation", "DifferenceAverage", "DifferenceEntropy",
-              "DifferenceVariance", "Id", "Idm", "Idmn", "Idn", "Imc1", "Imc2",
-              "InverseVariance", "JointEnergy", "JointEntropy", "MaximumProbability",
-              "SumAverage", "SumEntropy", "SumSquares")
 
 
 def compute(plane: Plane, settings: Settings, spacing: tuple[float, float]) -> dict[str, float]:

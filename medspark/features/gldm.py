@@ -2,7 +2,8 @@
 
 A neighbour (every in-plane offset at the ``distances``, both directions) is dependent when it
 lies in the ROI and its grey level differs by at most ``gldm_a``. Dependences are counted with
-shifted array views (a convolution-like pass per offset) and binned with ``numpy.bincount``.
+shifted array views, one comparison per pair of pixels credited to both (the relation is
+symmetric), and binned with ``numpy.bincount`` over the grey levels present.
 """
 
 from __future__ import annotations
@@ -29,16 +30,18 @@ def matrix(plane: Plane, settings: Settings) -> np.ndarray | None:
     offsets = make_angles(plane.shape, settings.distances, bidirectional=True)
     if len(offsets) == 0:
         return None
+    # Dependence is symmetric, so each uni-directional offset is compared once and credited
+    # to both pixels of the pair (only ROI pixels' counts are read back).
     levels = plane.levels
     dep = np.zeros(plane.shape, dtype=np.uint8 if len(offsets) < 255 else np.int32)
     alpha = settings.gldm_a
-    for dy, dx in offsets:
+    for dy, dx in offsets[: len(offsets) // 2]:
         centre, neighbour = shifted_pairs(plane.shape, int(dy), int(dx))
-        nb = levels[neighbour]
-        if alpha == 0:  # equal levels; a 0 neighbour (outside) never equals an ROI level
-            dep[centre] += levels[centre] == nb
-        else:
-            dep[centre] += (nb > 0) & (np.abs(levels[centre] - nb) <= alpha)
+        a, b = levels[centre], levels[neighbour]
+        # alpha 0: equal levels (pairs of two outside pixels are never read back)
+        dependent = (a == b) if alpha == 0 else (a > 0) & (b > 0) & (np.abs(a - b) <= alpha)
+        dep[centre] += dependent
+        dep[neighbour] += dependent
     width = 2 * len(offsets) + 1
     code = (plane.roi_ranks - 1) * width + np.take(dep.ravel(), plane.index)
     counts = np.bincount(code, minlength=plane.n_levels * width)

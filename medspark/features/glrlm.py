@@ -81,7 +81,7 @@ def matrix(plane: Plane, settings: Settings, spacing: tuple[float, float]
     for a, (dy, dx) in enumerate(offsets):
         rank, length, multi = _runs(_lines(plane.ranks, int(dy), int(dx)))
         if multi:  # else pyradiomics zeroes the angle's length-1 runs, i.e. all of them
-            heads.append(rank + (a * n_levels - 1))  # angle * G + rank - 1
+            heads.append(rank.astype(np.intp) + (a * n_levels - 1))  # angle * G + rank - 1
             lengths.append(length)
     head, length = np.concatenate(heads), np.concatenate(lengths)
     longest = int(length.max(initial=1))

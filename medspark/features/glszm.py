@@ -29,12 +29,12 @@ def matrix(plane: Plane) -> tuple[np.ndarray, np.ndarray]:
     Columns are sizes 1..max, as in pyradiomics; if that matrix would be huge (many grey
     levels and a very large zone), only the sizes that occur are kept (same feature values).
     """
-    ranks = plane.ranks
-    zones = label_regions(ranks, background=0, connectivity=2).ravel()
+    zones = np.take(label_regions(plane.ranks, background=0, connectivity=2).ravel(),
+                    plane.index)  # zone label of each ROI pixel
     size = np.bincount(zones)
     # Every pixel of a zone has the zone's rank, so the rank sum / size is exact.
-    rank = (np.bincount(zones, weights=ranks.ravel()) / np.maximum(size, 1))[1:].astype(np.intp)
-    size = size[1:]
+    rank = (np.bincount(zones, weights=plane.roi_ranks) / np.maximum(size, 1))[1:]
+    rank, size = rank.astype(np.intp), size[1:]
     n_levels, max_size = plane.n_levels, int(size.max())
     if n_levels * max_size <= DENSE_LIMIT:
         columns = np.arange(1, max_size + 1)

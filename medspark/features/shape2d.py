@@ -9,7 +9,10 @@ distance between mesh vertices, searched on their convex hull instead of all pai
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
+from scipy.spatial import ConvexHull, QhullError
 
 NAMES = ("Elongation", "MajorAxisLength", "MaximumDiameter", "MeshSurface", "MinorAxisLength",
          "Perimeter", "PerimeterSurfaceRatio", "PixelSurface", "Sphericity")
@@ -75,12 +78,9 @@ def _diameter(points: np.ndarray) -> float:
     if len(points) < 2:
         return 0.0
     if len(points) > _BRUTE_FORCE_POINTS:
-        try:
-            from scipy.spatial import ConvexHull
-
+        # Collinear points (a one-pixel-wide ROI) have no hull: then all pairs, in chunks.
+        with contextlib.suppress(QhullError):
             points = points[ConvexHull(points).vertices]
-        except Exception:  # collinear/degenerate input: fall back to all pairs, in chunks
-            pass
     best = 0.0
     for start in range(0, len(points), 1024):
         block = points[start:start + 1024]

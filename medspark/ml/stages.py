@@ -278,18 +278,17 @@ class FeatureExtractor(_Stage):
         return list(self.getOrDefault(self.families)) or None
 
     def _settings(self) -> dict[str, Any]:
-        from medspark.features.settings import validate
+        from medspark.features import check_settings
 
         settings = json.loads(self.getOrDefault(self.settings))
-        validate(settings)
+        check_settings(settings)
         return settings
 
     def featureNames(self) -> list[str]:
         """The feature columns this stage adds, in order."""
         from medspark.features import feature_names
 
-        self._settings()
-        return feature_names(self._families())
+        return feature_names(self._families(), **self._settings())
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         from medspark.features import extract
