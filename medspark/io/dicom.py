@@ -127,7 +127,7 @@ def _floats(value: Any, n: int) -> list[float] | None:
     return out if len(out) == n and all(np.isfinite(out)) else None
 
 
-def _group_item(ds: Dataset, frame: int, macro: str) -> Dataset | None:
+def functional_group(ds: Dataset, frame: int, macro: str) -> Dataset | None:
     """Functional group `macro` of `frame` (enhanced multi-frame): per-frame, then shared."""
     for groups, index in (("PerFrameFunctionalGroupsSequence", frame),
                           ("SharedFunctionalGroupsSequence", 0)):
@@ -138,7 +138,7 @@ def _group_item(ds: Dataset, frame: int, macro: str) -> Dataset | None:
 
 
 def _spacing(ds: Dataset) -> tuple[tuple[float, float] | None, float | None]:
-    measures = _group_item(ds, 0, "PixelMeasuresSequence") or Dataset()
+    measures = functional_group(ds, 0, "PixelMeasuresSequence") or Dataset()
     pairs = (_floats(v, 2) for v in (ds.get("PixelSpacing"), ds.get("ImagerPixelSpacing"),
                                        measures.get("PixelSpacing")))
     pixel = next(((p[0], p[1]) for p in pairs if p and min(p) > 0), None)
@@ -150,8 +150,8 @@ def _slice_positions(ds: Dataset, n_planes: int) -> list[float | None]:
     """ImagePositionPatient projected on the slice normal (row x column direction cosines)."""
     out: list[float | None] = []
     for frame in range(n_planes):
-        position = _group_item(ds, frame, "PlanePositionSequence")
-        orientation = _group_item(ds, frame, "PlaneOrientationSequence") or ds
+        position = functional_group(ds, frame, "PlanePositionSequence")
+        orientation = functional_group(ds, frame, "PlaneOrientationSequence") or ds
         ipp = position.get("ImagePositionPatient") if position else (
             ds.get("ImagePositionPatient") if n_planes == 1 else None)
         xyz = _floats(ipp, 3)
@@ -185,7 +185,7 @@ def _rescale(ds: Dataset, arr: np.ndarray) -> np.ndarray:
         return np.asarray(apply_modality_lut(arr, ds))
     params = []
     for frame in range(arr.shape[0]):
-        item = _group_item(ds, frame, "PixelValueTransformationSequence") or Dataset()
+        item = functional_group(ds, frame, "PixelValueTransformationSequence") or Dataset()
         slope = _floats(item.get("RescaleSlope", 1.0), 1) or [1.0]
         intercept = _floats(item.get("RescaleIntercept", 0.0), 1) or [0.0]
         params.append((slope[0], intercept[0]))

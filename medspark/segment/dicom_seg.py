@@ -21,6 +21,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.pixels import iter_pixels
 
+from medspark.io.dicom import functional_group
 from medspark.segment.rtstruct import (
     Match,
     RoiMasks,
@@ -47,16 +48,6 @@ class SegmentInfo:
     n_frames: int
 
 
-def _group(ds: Dataset, frame: int, macro: str) -> Dataset | None:
-    """Functional group `macro` of `frame`: per-frame, else shared."""
-    for groups, index in (("PerFrameFunctionalGroupsSequence", frame),
-                          ("SharedFunctionalGroupsSequence", 0)):
-        items = ds.get(groups)
-        if items and len(items) > index and items[index].get(macro):
-            return items[index].get(macro)[0]
-    return None
-
-
 def _segmentation(data: bytes | Dataset) -> Dataset:
     ds = _parse(data) if isinstance(data, bytes) else data
     if str(ds.get("SOPClassUID") or "") != SEG_SOP_CLASS and ds.get("Modality") != "SEG":
@@ -78,7 +69,7 @@ def _n_frames(ds: Dataset) -> int:
 
 
 def _frame_segment(ds: Dataset, frame: int) -> int:
-    item = _group(ds, frame, "SegmentIdentificationSequence")
+    item = functional_group(ds, frame, "SegmentIdentificationSequence")
     return _int(item.get("ReferencedSegmentNumber")) if item is not None else -1
 
 
@@ -126,9 +117,9 @@ def _sources(ds: Dataset, frame: int) -> list[tuple[str, int | None]]:
 
 def _frame_geometry(ds: Dataset, frame: int) -> SliceGeometry | None:
     """The frame's plane from its functional groups, or None when incomplete."""
-    position = _group(ds, frame, "PlanePositionSequence")
-    orientation = _group(ds, frame, "PlaneOrientationSequence")
-    measures = _group(ds, frame, "PixelMeasuresSequence")
+    position = functional_group(ds, frame, "PlanePositionSequence")
+    orientation = functional_group(ds, frame, "PlaneOrientationSequence")
+    measures = functional_group(ds, frame, "PixelMeasuresSequence")
     attrs = {"ImagePositionPatient": position.get("ImagePositionPatient") if position else None,
              "ImageOrientationPatient": orientation.get("ImageOrientationPatient")
              if orientation else None,

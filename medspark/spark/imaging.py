@@ -142,11 +142,7 @@ def _feature_input(spark: SparkSession, settings: Settings, lake: Lake,
     f = settings.features
     if f.source == "preprocessed":
         path = f"{lake.path('preprocessed')}/pipeline={pipeline_hash(settings)}"
-        try:
-            frame = spark.read.parquet(path)
-        except Exception as e:  # noqa: BLE001 - AnalysisException: path does not exist
-            raise ConfigError(f"{path} not found: run `medspark preprocess` with the same "
-                              "imaging config first") from e
+        frame = _read_table(spark, path, "`medspark preprocess` with the same imaging config")
         frame = frame.where(F.col("data").isNotNull())
         if dates:
             frame = frame.where(F.col("ingest_date").isin([d.isoformat() for d in dates]))
@@ -166,14 +162,19 @@ def _feature_input(spark: SparkSession, settings: Settings, lake: Lake,
     return frame
 
 
+def _read_table(spark: SparkSession, path: str, producer: str) -> DataFrame:
+    """A derived table, or a ConfigError saying which job writes it."""
+    try:
+        return spark.read.parquet(path)
+    except Exception as e:  # noqa: BLE001 - AnalysisException: path does not exist
+        raise ConfigError(f"{path} not found: run {producer} first") from e
+
+
 def _mask_table(spark: SparkSession, lake: Lake, source: str) -> DataFrame:
     """image_id, mask (and roi_name when the source has several ROIs) of masks/source=..."""
     path = f"{lake.path('masks')}/source={source}"
-    try:
-        masks = spark.read.parquet(path)
-    except Exception as e:  # noqa: BLE001 - AnalysisException: path does not exist
-        raise ConfigError(f"{path} not found: run `medspark masks` (rtstruct) or "
-                          "`medspark preprocess` (segment-<hash>) first") from e
+    masks = _read_table(spark, path, "`medspark masks` (rtstruct, label images) or "
+                                     "`medspark preprocess` (segment-<hash>)")
     cols = ["image_id", F.col("data").alias("mask")]
     return masks.select(*cols, *(["roi_name"] if "roi_name" in masks.columns else []))
 
