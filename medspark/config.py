@@ -71,7 +71,9 @@ class IngestSettings(_Strict):
         description="python: each Python worker opens its files (local paths); jvm: Spark's "
         "binaryFile source ships the bytes (any Hadoop URI); auto: python for local paths",
     )
-    files_per_task: PositiveInt = Field(32, description="files per Spark task (python mode)")
+    files_per_task: PositiveInt = Field(
+        128, description="files per Spark task (python mode); at least one task per core"
+    )
     incremental: bool = Field(
         True, description="skip files already ingested on an earlier date (same path/size/mtime)"
     )

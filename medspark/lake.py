@@ -92,12 +92,12 @@ class Lake:
         readers: Spark skips names starting with `_`)."""
         return f"{self.root}/_staging/{run_id}/{table}"
 
-    def commit_staged(self, staging: str, table: str, ingest_date: dt.date,
-                      files: list[str]) -> None:
-        """Replace a partition with the staged files a run's committed rows name.
+    def commit_staged(self, staging: str, table: str, ingest_date: dt.date) -> list[str]:
+        """Replace a partition with the Parquet files a run's workers staged (local lakes).
 
-        Only files referenced by the rows Spark committed are moved in, so output of failed or
-        speculative task attempts is never published. Local lakes only.
+        Staged names hash their rows' image ids and a Spark retry or speculative copy of a task
+        sees the same input, so a re-attempt rewrites the same file instead of adding one; the
+        run's counts then check that the published rows equal the catalog's planes.
         """
         import pyarrow.parquet as pq
 
@@ -106,10 +106,24 @@ class Lake:
         target = local_path(self.partition_path(table, ingest_date))
         shutil.rmtree(target, ignore_errors=True)
         os.makedirs(target)
+        folder = local_path(staging)
+        files = sorted(n for n in os.listdir(folder) if n.endswith(".parquet")
+                       and not n.startswith(".")) if os.path.isdir(folder) else []
         for name in files:
-            os.replace(os.path.join(staging, name), os.path.join(target, name))
+            os.replace(os.path.join(folder, name), os.path.join(target, name))
         if not files:  # keep the partition readable with its schema
             pq.write_table(PIXEL_ARROW.empty_table(), os.path.join(target, "part-empty.parquet"))
+        return files
+
+    def iter_batches(self, table: str, ingest_date: dt.date, columns: list[str]):
+        """Record batches of some columns of one local partition, file by file."""
+        import pyarrow.parquet as pq
+
+        folder = local_path(self.partition_path(table, ingest_date))
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(".parquet") and not name.startswith((".", "_")):
+                yield from pq.ParquetFile(os.path.join(folder, name)).iter_batches(
+                    columns=columns)
 
     def drop_staging(self, run_id: str) -> None:
         shutil.rmtree(local_path(f"{self.root}/_staging/{run_id}"), ignore_errors=True)

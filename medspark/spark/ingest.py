@@ -155,7 +155,10 @@ def run_ingest(spark: SparkSession, settings: Settings, request: IngestRequest,
         n_todo = todo.count() if known is not None else listed
         files_listed += listed
         files_skipped += listed - n_todo
-        n_parts = max(1, math.ceil(n_todo / cfg.files_per_task))
+        # at least one task per core; beyond that, tasks of files_per_task files (each task
+        # costs a round trip to a Python worker, so few large ones beat many small ones)
+        n_parts = max(spark.sparkContext.defaultParallelism,
+                      math.ceil(n_todo / cfg.files_per_task))
         parts.append(todo.repartition(n_parts).mapInPandas(
             lambda it: process_batches(it, ctx), INGEST_ROW))
     for jvm_df in jvm_listing:
@@ -176,23 +179,30 @@ def run_ingest(spark: SparkSession, settings: Settings, request: IngestRequest,
     rows = rows.persist(StorageLevel.MEMORY_AND_DISK if worker_pixels else
                         StorageLevel.DISK_ONLY)
     try:
-        log.info("ingest %s: reading and decoding%s", run_id,
-                 " (workers write pixels/ files)" if worker_pixels else "")
-        summary = _summarise(rows)  # the first action: decodes everything once, into the cache
         catalog_cols = [f.name for f in CATALOG_FIELDS] + label_cols
         planes = rows.where(F.col("kind") == "plane")
         catalog = rows.where(F.col("kind").isin("plane", "object")).select(*catalog_cols)
         quarantine = rows.where(F.col("kind") == "error").select(
             *[f.name for f in QUARANTINE_FIELDS])
         if worker_pixels:
-            lake.commit_staged(staging, "pixels", ingest_date, summary["pixel_files"])
+            # Fewest Spark jobs: the catalog write decodes everything once (workers write the
+            # pixel files as they go), the quarantine comes from the cache, and the counts are
+            # streamed back from the written files rather than computed by another job.
+            log.info("ingest %s: decoding (workers write pixels/ files), writing catalog/",
+                     run_id)
+            lake.write_partition(catalog, "catalog", ingest_date)
+            lake.write_partition(quarantine, "quarantine", ingest_date)
+            lake.commit_staged(staging, "pixels", ingest_date)
+            summary = _summarise_written(lake, ingest_date)
         else:
+            log.info("ingest %s: reading and decoding", run_id)
+            summary = _summarise(rows)  # first action: decodes everything once, into the cache
             log.info("ingest %s: writing pixels/", run_id)
             lake.write_partition(planes.select(*[f.name for f in PIXEL_FIELDS]), "pixels",
                                  ingest_date, cfg.pixels_compression)
-        log.info("ingest %s: writing catalog/ and quarantine/", run_id)
-        lake.write_partition(catalog, "catalog", ingest_date)
-        lake.write_partition(quarantine, "quarantine", ingest_date)
+            log.info("ingest %s: writing catalog/ and quarantine/", run_id)
+            lake.write_partition(catalog, "catalog", ingest_date)
+            lake.write_partition(quarantine, "quarantine", ingest_date)
     finally:
         rows.unpersist()
         if staging:
@@ -249,6 +259,33 @@ def _summarise(rows: DataFrame) -> dict:
         "quarantined_by_class": by_class,
         "pixel_files": sorted({g["pixel_file"] for g in groups if g["pixel_file"]}),
     }
+
+
+def _summarise_written(lake: Lake, ingest_date: dt.date) -> dict:
+    """The `_summarise` figures of a local lake's written catalog/ and quarantine/ partitions,
+    streamed batch by batch (driver memory does not grow with the number of images).
+
+    A file contributes exactly one row with plane_index 0 (an image) or null (a non-image
+    object), so files are counted without a distinct set.
+    """
+    import pyarrow.compute as pc
+
+    out = {"catalog_rows": 0, "plane_rows": 0, "object_rows": 0, "image_files": 0,
+           "labelled": 0, "quarantine_rows": 0, "quarantined_by_class": {}}
+    for batch in lake.iter_batches("catalog", ingest_date, ["plane_index", "label"]):
+        plane = batch.column("plane_index")
+        out["catalog_rows"] += batch.num_rows
+        out["object_rows"] += plane.null_count
+        out["plane_rows"] += batch.num_rows - plane.null_count
+        out["image_files"] += pc.sum(pc.equal(plane, 0)).as_py() or 0
+        out["labelled"] += batch.num_rows - batch.column("label").null_count
+    by_class = out["quarantined_by_class"]
+    for batch in lake.iter_batches("quarantine", ingest_date, ["error_class"]):
+        out["quarantine_rows"] += batch.num_rows
+        for value in batch.column("error_class").to_pylist():
+            by_class[value] = by_class.get(value, 0) + 1
+    out["files_cataloged"] = out["image_files"] + out["object_rows"]
+    return out
 
 
 def _counts(spark: SparkSession, lake: Lake, ingest_date: dt.date, summary: dict,
