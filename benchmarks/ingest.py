@@ -5,9 +5,13 @@ Generates N single-slice 512x512 16-bit CT DICOM files, then in the same run:
 1. baseline: `multiprocessing.Pool(2)` workers read each file, decode it and build rows with the
    very functions ingest uses (`medspark.ingest.records.file_rows`), and write pixels + catalog
    Parquet files with pyarrow;
-2. medspark: `run_ingest` on a local[2] session (JVM start-up timed and reported apart);
+2. medspark: `run_ingest` on a local[2] session;
 
-and prints images/s for both and the ratio (target >= 0.8). It then ingests a quarter of the
+and prints images/s for both and the ratio (target >= 0.8). Both sides first process 64 other
+files: the pool's spawn and imports, Spark's JVM start, JIT warm-up and Python worker start are
+timed and printed apart (and in a "with start-ups" ratio). CPU time per image (Linux /proc: the
+pool's workers; the driver, its JVM and the JVM's Python workers) is printed too: on a machine
+other jobs share it is the steadier comparison. It then ingests a quarter of the
 files in a fresh process and compares peak driver memory (Python driver and its JVM) between
 the two sizes: the driver must not grow with the number of images.
 
@@ -30,10 +34,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from cpu import jvm_pid, tree_cpu_s
 
 os.environ.setdefault("MEDSPARK_PSEUDONYM_KEY", "medspark-benchmark-key")
 
-BASELINE_CHUNK = 32  # files per baseline task, like ingest.files_per_task
+BASELINE_CHUNK = 32  # files per baseline task
+WARMUP_FILES = 64
 
 
 def generate(root: Path, n_files: int, size: int) -> list[Path]:
@@ -77,15 +83,25 @@ def _baseline_chunk(args: tuple[int, list[str], str]) -> int:
     return len(rows)
 
 
-def run_baseline(files: list[Path], out: Path) -> tuple[int, float]:
+def _chunks(files: list[Path], out: Path) -> list[tuple[int, list[str], str]]:
     for table in ("pixels", "catalog"):
         (out / table).mkdir(parents=True, exist_ok=True)
-    chunks = [(i, [str(p) for p in files[s:s + BASELINE_CHUNK]], str(out))
-              for i, s in enumerate(range(0, len(files), BASELINE_CHUNK))]
+    return [(i, [str(p) for p in files[s:s + BASELINE_CHUNK]], str(out))
+            for i, s in enumerate(range(0, len(files), BASELINE_CHUNK))]
+
+
+def run_baseline(files: list[Path], warmup: list[Path], out: Path) -> dict:
+    """Pool(2) over chunks of files, after a warm-up pass (imports, first decodes)."""
     start = time.perf_counter()
     with mp.get_context("spawn").Pool(2) as pool:
-        images = sum(pool.imap_unordered(_baseline_chunk, chunks))
-    return images, time.perf_counter() - start
+        sum(pool.imap_unordered(_baseline_chunk, _chunks(warmup, out / "warm")))
+        startup = time.perf_counter() - start
+        cpu0 = sum(tree_cpu_s(os.getpid()))
+        start = time.perf_counter()
+        images = sum(pool.imap_unordered(_baseline_chunk, _chunks(files, out / "run")))
+        seconds = time.perf_counter() - start
+        cpu1 = sum(tree_cpu_s(os.getpid()))
+    return {"images": images, "seconds": seconds, "startup_s": startup, "cpu_s": cpu1 - cpu0}
 
 
 def _jvm_peak_rss_mb() -> float | None:
@@ -105,8 +121,9 @@ def _jvm_peak_rss_mb() -> float | None:
         return None
 
 
-def run_medspark(root: Path, lake: Path) -> dict:
-    """Ingest `root` in this process; returns timings, counts and driver peak memory."""
+def run_medspark(root: Path, warmup: Path, lake: Path) -> dict:
+    """Ingest `root` in this process after a warm-up ingest of `warmup` (JVM start, JIT and
+    Python worker start-up are timed apart); returns timings, CPU, counts and peak memory."""
     from medspark.config import load_settings
     from medspark.session import build_session
     from medspark.spark.ingest import IngestRequest, run_ingest
@@ -114,19 +131,32 @@ def run_medspark(root: Path, lake: Path) -> dict:
     settings = load_settings(None, ["spark.master=local[2]", "spark.log_level=ERROR"])
     start = time.perf_counter()
     spark = build_session(settings.spark, conf={"spark.ui.enabled": "false",
+                                                "spark.ui.showConsoleProgress": "false",
                                                 "spark.driver.memory": "2g"})
     spark.range(1).count()
     jvm_s = time.perf_counter() - start
-    request = IngestRequest(inputs=[str(root)], lake=str(lake))
-    key = request.validate(settings)
+
+    def ingest(src: Path, dst: Path) -> dict:
+        request = IngestRequest(inputs=[str(src)], lake=str(dst))
+        return run_ingest(spark, settings, request, request.validate(settings))
+
     start = time.perf_counter()
-    manifest = run_ingest(spark, settings, request, key)
+    ingest(warmup, lake.with_name(lake.name + "-warm"))
+    warm_s = time.perf_counter() - start
+    jvm = jvm_pid()
+    cpu0 = sum(tree_cpu_s(jvm)) + resource.getrusage(resource.RUSAGE_SELF).ru_utime
+    start = time.perf_counter()
+    manifest = ingest(root, lake)
     seconds = time.perf_counter() - start
+    cpu1 = sum(tree_cpu_s(jvm)) + resource.getrusage(resource.RUSAGE_SELF).ru_utime
     result = {
         "jvm_start_s": jvm_s,
+        "startup_s": warm_s,
         "ingest_s": seconds,
+        "cpu_s": cpu1 - cpu0,
         "images": manifest["counts"]["rows"]["pixels"],
         "quarantined": manifest["counts"]["files_quarantined"],
+        "accounted": manifest["counts"]["all_files_accounted"],
         "python_driver_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "jvm_driver_peak_mb": _jvm_peak_rss_mb(),
     }
@@ -136,8 +166,9 @@ def run_medspark(root: Path, lake: Path) -> dict:
 
 def medspark_in_subprocess(root: Path, lake: Path) -> dict:
     """Fresh interpreter + JVM so peak memory figures are per run, not cumulative."""
-    out = subprocess.run([sys.executable, __file__, "--medspark-only", str(root), str(lake)],
-                         capture_output=True, text=True, check=True)
+    warmup = root.parent / "warmup"
+    out = subprocess.run([sys.executable, __file__, "--medspark-only", str(root), str(warmup),
+                          str(lake)], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -146,11 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--workdir", help="keep data here (default: a temp dir, removed)")
-    parser.add_argument("--medspark-only", nargs=2, metavar=("ROOT", "LAKE"),
+    parser.add_argument("--medspark-only", nargs=3, metavar=("ROOT", "WARMUP", "LAKE"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.medspark_only:
-        print(json.dumps(run_medspark(Path(args.medspark_only[0]), Path(args.medspark_only[1]))))
+        root, warmup, lake = map(Path, args.medspark_only)
+        print(json.dumps(run_medspark(root, warmup, lake)))
         return 0
     if args.files < 8:
         parser.error("--files must be >= 8")
@@ -159,18 +191,27 @@ def main(argv: list[str] | None = None) -> int:
     try:
         start = time.perf_counter()
         files = generate(work / "all", args.files, args.size)
-        print(f"generated {len(files)} CT files of {args.size}x{args.size} in "
-              f"{time.perf_counter() - start:.1f}s under {work}")
+        warm = generate(work / "warmup", WARMUP_FILES, args.size)
+        print(f"generated {len(files)} CT files of {args.size}x{args.size} (+{len(warm)} for "
+              f"warm-up) in {time.perf_counter() - start:.1f}s under {work}")
 
-        images, base_s = run_baseline(files, work / "baseline")
-        base_rate = images / base_s
-        print(f"baseline Pool(2): {images} images in {base_s:.1f}s = {base_rate:.1f} images/s")
+        base = run_baseline(files, warm, work / "baseline")
+        base_rate = base["images"] / base["seconds"]
+        print(f"baseline Pool(2): {base['images']} images in {base['seconds']:.1f}s = "
+              f"{base_rate:.1f} images/s; CPU {1000 * base['cpu_s'] / base['images']:.1f} "
+              f"ms/image (start-up + warm-up {base['startup_s']:.1f}s, not included)")
 
         full = medspark_in_subprocess(work / "all", work / "lake-all")
         rate = full["images"] / full["ingest_s"]
         print(f"medspark local[2]: {full['images']} images in {full['ingest_s']:.1f}s = "
-              f"{rate:.1f} images/s (JVM start {full['jvm_start_s']:.1f}s, not included)")
-        print(f"ratio medspark/pool = {rate / base_rate:.2f} (target >= 0.8)")
+              f"{rate:.1f} images/s; CPU {1000 * full['cpu_s'] / full['images']:.1f} ms/image "
+              f"(JVM start {full['jvm_start_s']:.1f}s and warm-up {full['startup_s']:.1f}s, "
+              f"not included); every file accounted: {full['accounted']}")
+        with_start = (base["seconds"] + base["startup_s"]) / (
+            full["ingest_s"] + full["startup_s"] + full["jvm_start_s"])
+        print(f"ratio medspark/pool = {rate / base_rate:.2f} (target >= 0.8); with start-ups "
+              f"{with_start:.2f}; CPU per image pool/medspark = "
+              f"{(base['cpu_s'] / base['images']) / (full['cpu_s'] / full['images']):.2f}")
 
         quarter = work / "quarter"
         quarter.mkdir()
