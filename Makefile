@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 RADIOMICS := $(VENV)/.radiomics
 DEMO   := build/demo
 
-.PHONY: demo test lint check-java clean bench-ingest bench-features
+.PHONY: demo test lint check-java clean bench-ingest bench-features bench-preprocess
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -46,6 +46,9 @@ lint: $(STAMP)
 
 bench-ingest: $(STAMP) check-java
 	$(BIN)/python benchmarks/ingest.py
+
+bench-preprocess: $(STAMP) check-java
+	$(BIN)/python benchmarks/preprocess.py
 
 bench-features: $(STAMP) $(RADIOMICS)
 	$(BIN)/python benchmarks/features.py
