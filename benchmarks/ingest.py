@@ -54,6 +54,15 @@ def generate(root: Path, n_files: int, size: int) -> list[Path]:
     return files
 
 
+def _arrow_type(column: str) -> pa.DataType:
+    """Arrow type of a catalog column, from the Spark schema ingest writes."""
+    from pyspark.sql.pandas.types import to_arrow_type
+
+    from medspark.schema import CATALOG
+
+    return to_arrow_type(CATALOG[column].dataType)
+
+
 def _baseline_chunk(args: tuple[int, list[str], str]) -> int:
     """One Pool task: decode a chunk of files and write its pixels/catalog Parquet files."""
     from medspark.ingest.records import IngestContext, file_rows
@@ -74,10 +83,14 @@ def _baseline_chunk(args: tuple[int, list[str], str]) -> int:
                   "mtime": None}
         rows.extend(r for r in file_rows(source, data, ctx, pseudo) if r["kind"] == "plane")
     pixel_cols = [f.name for f in PIXEL_FIELDS]
-    catalog_cols = [f.name for f in CATALOG_FIELDS
-                    if f.name not in ("label", "ingest_date", "attributes")]
+    catalog_cols = [f.name for f in CATALOG_FIELDS if f.name not in ("label", "ingest_date")]
     pixels = pa.Table.from_pylist([{c: r.get(c) for c in pixel_cols} for r in rows])
-    catalog = pa.Table.from_pylist([{c: r.get(c) for c in catalog_cols} for r in rows])
+    # the same catalog columns as ingest writes, the header map included
+    catalog = pa.Table.from_pylist(
+        [{c: r.get(c) for c in catalog_cols} for r in rows],
+        schema=pa.schema([pa.field(c, pa.map_(pa.string(), pa.string()))
+                          if c == "attributes" else pa.field(c, _arrow_type(c))
+                          for c in catalog_cols]))
     pq.write_table(pixels, f"{out}/pixels/part-{index:05d}.parquet")
     pq.write_table(catalog, f"{out}/catalog/part-{index:05d}.parquet")
     return len(rows)
