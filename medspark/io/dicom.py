@@ -181,6 +181,13 @@ def _geometry(ds: Dataset, tag: int) -> tuple[int, int, int, int, int]:
 
 def _rescale(ds: Dataset, arr: np.ndarray) -> np.ndarray:
     """Modality LUT: top-level Rescale/ModalityLUT, else enhanced per-frame transformations."""
+    if "ModalityLUTSequence" not in ds and ("RescaleSlope" in ds or "RescaleIntercept" in ds):
+        slope = _floats(ds.get("RescaleSlope", 1.0), 1)
+        intercept = _floats(ds.get("RescaleIntercept", 0.0), 1)
+        if (slope and intercept and arr.dtype.kind in "iu" and float(slope[0]).is_integer()
+                and float(intercept[0]).is_integer()):
+            # integral rescale (CT: 1 / -1024): exact in integers, without a float64 pass
+            return arr.astype(np.int64) * int(slope[0]) + int(intercept[0])
     if "ModalityLUTSequence" in ds or "RescaleSlope" in ds or "RescaleIntercept" in ds:
         return np.asarray(apply_modality_lut(arr, ds))
     params = []
