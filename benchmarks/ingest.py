@@ -65,10 +65,11 @@ def _arrow_type(column: str) -> pa.DataType:
 
 def _baseline_chunk(args: tuple[int, list[str], str]) -> int:
     """One Pool task: decode a chunk of files and write its pixels/catalog Parquet files."""
-    from medspark.ingest.records import IngestContext, file_rows
+    from medspark.config import IngestSettings
+    from medspark.ingest.records import IngestContext, file_rows, write_pixel_file
     from medspark.io.types import Limits
     from medspark.privacy.pseudonym import resolve_key
-    from medspark.schema import CATALOG_FIELDS, PIXEL_FIELDS
+    from medspark.schema import CATALOG_FIELDS
 
     index, paths, out = args
     ctx = IngestContext(limits=Limits(), key=resolve_key(False), max_shift_days=365,
@@ -82,16 +83,14 @@ def _baseline_chunk(args: tuple[int, list[str], str]) -> int:
         source = {"path": "file:" + path, "relpath": None, "size": st.st_size,
                   "mtime": None}
         rows.extend(r for r in file_rows(source, data, ctx, pseudo) if r["kind"] == "plane")
-    pixel_cols = [f.name for f in PIXEL_FIELDS]
     catalog_cols = [f.name for f in CATALOG_FIELDS if f.name not in ("label", "ingest_date")]
-    pixels = pa.Table.from_pylist([{c: r.get(c) for c in pixel_cols} for r in rows])
+    write_pixel_file(rows, f"{out}/pixels", IngestSettings().pixels_compression)
     # the same catalog columns as ingest writes, the header map included
     catalog = pa.Table.from_pylist(
         [{c: r.get(c) for c in catalog_cols} for r in rows],
         schema=pa.schema([pa.field(c, pa.map_(pa.string(), pa.string()))
                           if c == "attributes" else pa.field(c, _arrow_type(c))
                           for c in catalog_cols]))
-    pq.write_table(pixels, f"{out}/pixels/part-{index:05d}.parquet")
     pq.write_table(catalog, f"{out}/catalog/part-{index:05d}.parquet")
     return len(rows)
 

@@ -82,7 +82,9 @@ class IngestSettings(_Strict):
         Literal["auto", "source_path", "sop_instance_uid", "series_instance_uid",
                 "accession_number"]
     ) = "auto"
-    pixels_compression: Literal["none", "snappy", "zstd", "lz4", "gzip"] = "snappy"
+    pixels_compression: Literal["none", "snappy", "zstd", "lz4", "gzip"] = Field(
+        "zstd", description="Parquet codec of pixels/: zstd is both smaller and faster than "
+        "snappy on CT pixels (measured: 27% smaller, ~3x less CPU)")
     pixel_writer: Literal["auto", "worker", "spark"] = Field(
         "auto",
         description="worker: Python workers write pixels/ Parquet files themselves (staged, "

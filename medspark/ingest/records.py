@@ -38,7 +38,7 @@ class IngestContext:
     run_id: str
     batch_bytes: int = 32 * 1024 * 1024
     pixel_staging: str | None = None  # local dir: workers write pixel Parquet files here
-    pixels_compression: str = "snappy"
+    pixels_compression: str = "zstd"
 
     def pseudonymizer(self) -> Pseudonymizer:
         return Pseudonymizer(self.key, self.max_shift_days)
@@ -201,7 +201,8 @@ def write_pixel_file(rows: list[dict[str, Any]], directory: str, compression: st
                                  schema=PIXEL_ARROW)
     os.makedirs(directory, exist_ok=True)
     tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp, compression=compression)
+    # no dictionary for the pixel bytes: hashing 512 KiB values only to find them unique
+    pq.write_table(table, tmp, compression=compression, use_dictionary=["image_id", "dtype"])
     os.replace(tmp, os.path.join(directory, name))
     return name
 
