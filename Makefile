@@ -36,6 +36,8 @@ demo: $(STAMP) check-java
 	$(BIN)/medspark masks --lake $(DEMO)/lake --set privacy.allow_demo_key=true
 	$(BIN)/medspark preprocess --lake $(DEMO)/lake
 	$(BIN)/medspark features --lake $(DEMO)/lake
+	$(BIN)/medspark train --lake $(DEMO)/lake
+	$(BIN)/medspark predict --lake $(DEMO)/lake --model latest
 
 test: $(STAMP) $(RADIOMICS) check-java
 	$(BIN)/ruff check medspark jobs tests benchmarks

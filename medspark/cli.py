@@ -9,6 +9,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from medspark.config import ConfigError, load_settings
 
@@ -55,6 +56,22 @@ def build_parser() -> argparse.ArgumentParser:
                        help="label path (relative) -> image source_relpath, e.g. "
                             "'_seg(\\.nii\\.gz)$' '\\1'")
     _common(masks)
+
+    train = sub.add_parser("train", help="train, select and evaluate a model into models/<id>/")
+    train.add_argument("--lake", required=True, help="lake root (models/ and _runs/ go here)")
+    train.add_argument("--label", help="label column (default: train.label)")
+    train.add_argument("--task", choices=["classification", "regression", "clustering"])
+    train.add_argument("--table", help="train on this Parquet table instead of features/")
+    train.add_argument("--id-col", help="row id column (default: train.id_col)")
+    train.add_argument("--group-col", help="patient/grouping column (default: train.group_col)")
+    _common(train)
+
+    predict = sub.add_parser("predict", help="score features/ (or --table) with a model")
+    predict.add_argument("--lake", required=True, help="lake root directory")
+    predict.add_argument("--model", required=True,
+                         help="model id under models/, a path, or 'latest'")
+    predict.add_argument("--table", help="score this Parquet table instead of features/")
+    _common(predict)
 
     for name, text in (("preprocess", "segment + preprocess ingested planes into "
                                       "preprocessed/ and masks/"),
@@ -183,8 +200,78 @@ def _cmd_masks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_models(args: argparse.Namespace) -> int:
+    from medspark.session import build_session
+
+    settings = load_settings(args.config, args.overrides)
+    spark = build_session(settings.spark, master=args.master, conf=_spark_conf(args.spark_conf))
+    if args.command == "train":
+        from medspark.spark.train import run_train
+
+        manifest = run_train(spark, settings, args.lake, table=args.table, label=args.label,
+                             task=args.task, id_col=args.id_col, group_col=args.group_col)
+    else:
+        from medspark.spark.predict import run_predict
+
+        manifest = run_predict(spark, settings, args.lake, _model_arg(args.lake, args.model),
+                               table=args.table)
+    if args.json:
+        print(json.dumps(manifest, indent=2, default=str))
+    else:
+        print(model_summary(manifest))
+    return 0
+
+
+def _model_arg(lake: str, model: str) -> str:
+    """`latest` -> the most recently trained model under <lake>/models/; else unchanged."""
+    if model != "latest":
+        return model
+    root = Path(lake) / "models"
+    dirs = [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
+    if not dirs:
+        raise ConfigError(f"--model latest: no model under {root}; run `medspark train` first")
+    return max(dirs, key=lambda p: p.stat().st_mtime).name
+
+
+def _metric_line(name: str, m: dict) -> str:
+    ci = (f" (95% CI {m['ci_low']:.3f}-{m['ci_high']:.3f})"
+          if m.get("ci_low") is not None and m.get("ci_high") is not None else "")
+    value = m.get("value")
+    return f"    {name:<20} {value:.3f}{ci}" if isinstance(value, int | float) else \
+        f"    {name:<20} {value}"
+
+
+def model_summary(manifest: dict) -> str:
+    """Human summary of a train or predict run: leaderboard, test metrics with CIs, outputs."""
+    lines = [f"{manifest['job']} run {manifest['run_id']} ({manifest['spark']['master']}) in "
+             f"{manifest['duration_s']:.1f}s"]
+    model_dir = (manifest.get("outputs") or {}).get("model")
+    if manifest["job"] == "train" and model_dir:
+        import pandas as pd
+
+        board = pd.read_parquet(f"{model_dir}/leaderboard.parquet")
+        with open(f"{model_dir}/metrics.json") as fh:
+            doc = json.load(fh)
+        lines.append(f"  model                {manifest['model_id']}")
+        lines.append(f"  leaderboard ({doc['selection']['metric']}, {doc['selection']['folds']}"
+                     "-fold CV grouped by patient):")
+        cols = [c for c in ("algorithm", "params", "mean", "sd") if c in board.columns]
+        lines += ["    " + line for line in board[cols].to_string(index=False).splitlines()]
+        lines.append(f"  best                 {doc['algorithm']} {doc['params']}")
+        lines.append("  held-out test metrics (patient-grouped, bootstrap 95% CI):")
+        lines += [_metric_line(k, v) for k, v in doc["test"].items()
+                  if isinstance(v, dict) and "value" in v]
+    for key, value in (manifest.get("counts") or {}).items():
+        lines.append(f"  {key:<20} {value}")
+    for key, value in (manifest.get("outputs") or {}).items():
+        lines.append(f"  {key:<20} {value}")
+    lines.append(f"  {'manifest':<20} {manifest['manifest_path']}")
+    return "\n".join(lines)
+
+
 COMMANDS = {"sample": _cmd_sample, "ingest": _cmd_ingest, "masks": _cmd_masks,
-            "preprocess": _cmd_imaging, "features": _cmd_imaging}
+            "preprocess": _cmd_imaging, "features": _cmd_imaging, "train": _cmd_models,
+            "predict": _cmd_models}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

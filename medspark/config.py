@@ -20,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from medspark.models.config import TrainSettings
+
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "local.yaml"
 
 
@@ -152,6 +154,7 @@ class Settings(_Strict):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     imaging: ImagingSettings = Field(default_factory=ImagingSettings)
     features: FeatureSettings = Field(default_factory=FeatureSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
 
 
 # Sections whose keys themselves contain dots (`--set spark.conf.spark.executor.cores=4`).

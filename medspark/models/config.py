@@ -1,0 +1,118 @@
+"""`train:` settings: data, missing values, candidates × grids, evaluation (validated by pydantic).
+
+```yaml
+train:
+  task: classification          # classification | regression | clustering
+  label: label
+  group_col: patient_pseudo_id
+  aggregate: none               # none | series_mean | series_max (by series_col)
+  missing: {rules: [{strategy: fill, columns: ["*"], method: median}]}
+  selection:
+    folds: 3
+    metric: accuracy
+    candidates:
+      - {algorithm: RandomForestClassifier, params: {numTrees: 20}, grid: {maxDepth: [3, 5]}}
+      - {algorithm: LogisticRegression, grid: {regParam: [0.0, 0.01]}}
+```
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from medspark.models.missing import MissingValuePlan
+
+Task = Literal["classification", "regression", "clustering"]
+DEFAULT_MISSING: dict[str, Any] = {"rules": [{"strategy": "fill", "columns": ["*"],
+                                              "method": "median"}]}
+DEFAULT_CANDIDATES = {
+    "classification": [{"algorithm": "LogisticRegression", "grid": {"regParam": [0.0, 0.01]}},
+                       {"algorithm": "RandomForestClassifier", "params": {"numTrees": 20}}],
+    "regression": [{"algorithm": "LinearRegression", "grid": {"regParam": [0.0, 0.01]}},
+                   {"algorithm": "RandomForestRegressor", "params": {"numTrees": 20}}],
+    "clustering": [{"algorithm": "KMeans", "grid": {"k": [2, 3]}}],
+}
+DEFAULT_METRIC = {"classification": "accuracy", "regression": "rmse", "clustering": "silhouette"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Candidate(_Strict):
+    """One algorithm with fixed `params` and a `grid` (param → list of values) to search."""
+
+    algorithm: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known(self) -> Candidate:
+        from medspark.models.mllib import check_candidate
+
+        check_candidate(self.algorithm, self.params, self.grid)
+        return self
+
+
+class SelectionSettings(_Strict):
+    """Grouped, stratified K-fold model selection."""
+
+    folds: int = Field(3, ge=2)
+    metric: str | None = Field(None, description="default: accuracy / rmse / silhouette")
+    candidates: list[Candidate] = Field(default_factory=list, description="empty: defaults")
+
+
+class TrainSettings(_Strict):
+    """What `medspark train` fits and how it is evaluated."""
+
+    task: Task = "classification"
+    label: str = "label"
+    group_col: str = "patient_pseudo_id"
+    id_col: str = "image_id"
+    series_col: str = "series_pseudo_uid"
+    feature_set: str | None = Field(None, description="features/feature_set=<hash>; "
+                                    "default: the only one in the lake")
+    features: list[str] = Field(default_factory=list,
+                                description="feature columns or globs; empty: every feature")
+    aggregate: Literal["none", "series_mean", "series_max"] = "none"
+    positive_label: str | int | None = Field(None, description="binary: the positive class")
+    standardize: bool = True
+    missing: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_MISSING))
+    test_size: float = Field(0.2, gt=0, lt=1)
+    seed: int = 0
+    n_boot: int = Field(1000, ge=0)
+    selection: SelectionSettings = Field(default_factory=SelectionSettings)
+
+    @field_validator("missing")
+    @classmethod
+    def _plan(cls, value: dict[str, Any]) -> dict[str, Any]:
+        MissingValuePlan.from_config(value)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainSettings:
+        from medspark.models.mllib import check_metric, get_algorithm
+
+        for cand in self.candidates():
+            spec = get_algorithm(cand.algorithm)
+            if spec.task != self.task:
+                raise ValueError(f"{cand.algorithm} is a {spec.task} algorithm, task is "
+                                 f"{self.task}")
+        check_metric(self.task, self.metric())
+        return self
+
+    def candidates(self) -> list[Candidate]:
+        return self.selection.candidates or [
+            Candidate.model_validate(c) for c in DEFAULT_CANDIDATES[self.task]]
+
+    def metric(self) -> str:
+        return self.selection.metric or DEFAULT_METRIC[self.task]
+
+    def missing_plan(self, id_columns: list[str], exclude: list[str]) -> MissingValuePlan:
+        """The plan with the run's id columns and excluded (key/label) columns added."""
+        doc = dict(self.missing)
+        doc["id_columns"] = list(dict.fromkeys([*doc.get("id_columns", []), *id_columns]))
+        doc["exclude"] = list(dict.fromkeys([*doc.get("exclude", []), *exclude]))
+        return MissingValuePlan.model_validate(doc)

@@ -1,0 +1,140 @@
+"""The predict job: score a feature table with a saved model (imputer + PipelineModel).
+
+    predictions/model=<model_id>/run_date=<d>/           key, group, model_id, score,
+                                                         probability, prediction, predicted_label
+    predictions_rejected/model=<model_id>/run_date=<d>/  key, step, reason of rows not scored
+
+Rows go through exactly what training applied: the same aggregation, the saved `FittedImputer`
+(nothing refitted) and the saved pipeline. A row the imputer rejects (or whose features errored)
+is written to the rejected table and counted in the manifest, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from medspark.config import ConfigError, Settings
+from medspark.lake import Lake, local_path, new_run_id
+from medspark.models.missing import FittedImputer
+from medspark.spark.train import (
+    REJECT_REASON,
+    REJECT_STEP,
+    accepted,
+    add_scores,
+    aggregate_series,
+    features_path,
+    impute,
+)
+
+
+def resolve_model(lake: Lake, model: str) -> str:
+    """The model folder: a path holding metadata.json, or `models/<id>` of the lake."""
+    for candidate in (model, f"{lake.path('models')}/{model}"):
+        if os.path.isfile(os.path.join(local_path(candidate), "metadata.json")):
+            return os.path.abspath(local_path(candidate))
+    raise ConfigError(f"model {model!r}: neither a model folder nor {lake.path('models')}/"
+                      f"{model} (no metadata.json)")
+
+
+def load_model(path: str) -> tuple[dict[str, Any], FittedImputer, Any]:
+    """(metadata, fitted imputer, PipelineModel) of a saved model folder."""
+    from pyspark.ml import PipelineModel
+
+    with open(os.path.join(path, "metadata.json")) as fh:
+        meta = json.load(fh)
+    return meta, FittedImputer.load(os.path.join(path, "imputer")), \
+        PipelineModel.load(os.path.join(path, "pipeline"))
+
+
+def input_frame(spark: SparkSession, lake: Lake, meta: dict[str, Any],
+                table: str | None) -> tuple[DataFrame, str]:
+    """The table to score: `table`, else the lake's features of the model's feature set."""
+    if table:
+        return spark.read.parquet(table), table
+    source = meta.get("source", {})
+    if "feature_set" not in source:
+        raise ConfigError(f"model {meta['model_id']} was trained on table {source.get('table')}"
+                          ": pass the table to score")
+    path, _ = features_path(spark, lake, source["feature_set"])
+    return spark.read.parquet(path), path
+
+
+def check_columns(df: DataFrame, meta: dict[str, Any], fitted: FittedImputer) -> None:
+    """ConfigError naming every column the model needs that the table lacks."""
+    needed = [meta["key_col"], *meta["input_features"], *meta.get("extra_columns", [])]
+    if meta["aggregate"] == "none":
+        needed += [c for c in fitted.required_columns() if c != meta["group_col"]]
+    absent = [c for c in dict.fromkeys(needed) if c not in df.columns]
+    if absent:
+        raise ConfigError(f"the table lacks column(s) the model {meta['model_id']} needs: "
+                          + ", ".join(absent))
+
+
+def model_rows(df: DataFrame, meta: dict[str, Any]) -> tuple[DataFrame, DataFrame | None]:
+    """(rows shaped as in training, rows set aside for a feature error)."""
+    key, group, feats = meta["key_col"], meta["group_col"], meta["input_features"]
+    errors = None
+    if "feature_error" in df.columns:
+        errors = df.where(F.col("feature_error").isNotNull()).select(
+            key, F.lit("feature_error").alias(REJECT_STEP),
+            F.col("feature_error").alias(REJECT_REASON))
+        df = df.where(F.col("feature_error").isNull())
+    if group not in df.columns:
+        df = df.withColumn(group, F.lit(None).cast("string"))
+    if meta["aggregate"] != "none":
+        return aggregate_series(df, meta["aggregate"], key, group, None, feats), errors
+    ids = dict.fromkeys([key, group, *meta.get("extra_columns", [])])
+    return df.select(*ids, *[F.col(c).cast("double").alias(c) for c in feats]), errors
+
+
+def run_predict(spark: SparkSession, settings: Settings, lake_root: str, model: str,
+                table: str | None = None, run_date: dt.date | None = None) -> dict:
+    """Score the lake's features (or `table`) with `model` (id or folder); write predictions,
+    the rejected rows and a run manifest."""
+    from medspark.spark.imaging import job_manifest
+
+    started, run_id, lake = time.time(), new_run_id("predict"), Lake(lake_root)
+    meta, fitted, pipeline = load_model(resolve_model(lake, model))
+    model_id, key = meta["model_id"], meta["key_col"]
+    raw, source = input_frame(spark, lake, meta, table)
+    check_columns(raw, meta, fitted)
+    rows, errors = model_rows(raw, meta)
+    day = (run_date or dt.datetime.now(dt.UTC).date()).isoformat()
+    imputed = impute(rows, fitted, meta["input_features"]).cache()
+    try:
+        scored = add_scores(pipeline.transform(accepted(imputed)), meta["algorithm"],
+                            meta["task"], meta.get("labels"))
+        cols = [key, meta["group_col"], F.lit(model_id).alias("model_id"), "score",
+                *(["probability"] if "probability" in scored.columns
+                  and meta["task"] == "classification" else []),
+                "prediction", *(["predicted_label"] if "predicted_label" in scored.columns
+                                else []), F.lit(day).alias("run_date")]
+        out = scored.select(*cols)
+        rejected = imputed.where(F.col(REJECT_STEP).isNotNull()).select(
+            key, REJECT_STEP, REJECT_REASON)
+        if errors is not None:
+            rejected = rejected.unionByName(errors)
+        rejected = rejected.select(key, F.col(REJECT_STEP).alias("step"),
+                                   F.col(REJECT_REASON).alias("reason"),
+                                   F.lit(day).alias("run_date"))
+        target = f"{lake.path('predictions')}/model={model_id}"
+        rejected_target = f"{lake.path('predictions_rejected')}/model={model_id}"
+        for frame, path in ((out, target), (rejected, rejected_target)):
+            (frame.write.mode("overwrite").option("partitionOverwriteMode", "dynamic")
+             .partitionBy("run_date").parquet(path))
+        by_step = {r["step"]: r["count"] for r in rejected.groupBy("step").count().collect()}
+        counts = {"rows": rows.count(), "predicted": out.count(),
+                  "rejected": int(sum(by_step.values())), "rejected_by_step": by_step}
+    finally:
+        imputed.unpersist()
+    return job_manifest(spark, lake, "predict", run_id, started, settings, {
+        "model_id": model_id, "run_date": day, "source": source, "counts": counts,
+        "outputs": {"predictions": f"{target}/run_date={day}",
+                    "rejected": f"{rejected_target}/run_date={day}"}})
