@@ -49,6 +49,7 @@ IMPLEMENTATION_UID = uid_for(0, "implementation")
 MF_GRAYSCALE_WORD_SC = "1.2.840.10008.5.1.4.1.1.7.3"
 BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
 RT_STRUCTURE_SET = "1.2.840.10008.5.1.4.1.1.481.3"
+SEGMENTATION = "1.2.840.10008.5.1.4.1.1.66.4"
 XRAY_SIZE = 256
 
 
@@ -315,6 +316,60 @@ def _write_rtstruct(plan: SeriesPlan, path: Path) -> set[str]:
     return {sop, series}
 
 
+def _write_seg(plan: SeriesPlan, path: Path) -> set[str]:
+    """A binary DICOM SEG of the nodule: one 1-bit frame per slice it cuts, each referencing
+    its source slice by UID and by position."""
+    from pydicom.pixels import pack_bits
+
+    sop, series = uid_for(plan.seed, "seg", plan.index, "sop"), uid_for(plan.seed, "seg",
+                                                                        plan.index, "series")
+    ds = _dataset(plan.patient, plan.study, SEGMENTATION, sop, "SEG", series,
+                  905 + plan.index, "NODULE SEGMENTATION")
+    masks = plan.mask()
+    slices = [k for k in range(plan.n_slices) if masks[k].any()]
+    ds.ImageType, ds.ContentLabel, ds.SegmentationType = ["DERIVED", "PRIMARY"], "NODULE", "BINARY"
+    ds.FrameOfReferenceUID = plan.frame_uid
+    ds.Rows = ds.Columns = plan.size
+    ds.NumberOfFrames = len(slices)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.PixelRepresentation, ds.LossyImageCompression = 0, "00"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 1, 1, 0
+    segment = Dataset()
+    segment.SegmentNumber, segment.SegmentLabel = 1, "nodule"
+    segment.SegmentAlgorithmType = "MANUAL"
+    segment.SegmentedPropertyCategoryCodeSequence = Sequence(
+        [_code("49755003", "SCT", "Morphologically Altered Structure")])
+    segment.SegmentedPropertyTypeCodeSequence = Sequence([_code("27925004", "SCT", "Nodule")])
+    ds.SegmentSequence = Sequence([segment])
+    measures, orientation = Dataset(), Dataset()
+    measures.PixelSpacing = [_ds(plan.spacing_mm)] * 2
+    measures.SliceThickness = _ds(plan.thickness_mm)
+    orientation.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
+    shared = Dataset()
+    shared.PixelMeasuresSequence = Sequence([measures])
+    shared.PlaneOrientationSequence = Sequence([orientation])
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    origin = _ds(-plan.patient.fov_mm / 2 + plan.spacing_mm / 2)
+    frames = []
+    for k in slices:
+        source = Dataset()
+        source.ReferencedSOPClassUID = CTImageStorage
+        source.ReferencedSOPInstanceUID = plan.sop_uid(k)
+        derivation, ident, position, group = Dataset(), Dataset(), Dataset(), Dataset()
+        derivation.SourceImageSequence = Sequence([source])
+        ident.ReferencedSegmentNumber = 1
+        position.ImagePositionPatient = [origin, origin, _ds(plan.z_mm(k))]
+        group.DerivationImageSequence = Sequence([derivation])
+        group.SegmentIdentificationSequence = Sequence([ident])
+        group.PlanePositionSequence = Sequence([position])
+        frames.append(group)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
+    ds.PixelData = pack_bits(masks[slices].astype(np.uint8))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return {sop, series}
+
+
 def _encode(ext: str, img: np.ndarray) -> bytes:
     params = {".png": [cv2.IMWRITE_PNG_COMPRESSION, 6], ".jpg": [cv2.IMWRITE_JPEG_QUALITY, 92]}
     ok, buf = cv2.imencode(ext, img, params.get(ext, []))
@@ -405,7 +460,8 @@ def generate_sample(output: str | Path, patients: int = 8, seed: int = 0,
     """Write the synthetic sample under `output`; returns counts per kind and relative paths.
 
     Layout: `images/` (ct/series_NNN/slice_NNNN.dcm, rtstruct/ (nodule contours of each
-    nodule series), dicom_other/, png/, jpeg/, tiff/, nifti/, broken/),
+    nodule series), seg/ (the first nodule as a DICOM SEG), dicom_other/, png/, jpeg/, tiff/,
+    nifti/, broken/),
     `masks/series_NNN.npy` for nodule series, `labels.csv` (one row per CT slice, keyed by
     the path relative to `images/`) and `phi.json`. Refuses to write over an existing
     sample rather than delete anything.
@@ -443,6 +499,8 @@ def generate_sample(output: str | Path, patients: int = 8, seed: int = 0,
     lesion_plans = [p for p in plans if p.lesion is not None]
     for plan in lesion_plans:
         phi |= _write_rtstruct(plan, images / "rtstruct" / f"{plan.name}_rtstruct.dcm")
+    if lesion_plans:  # the first nodule also as a DICOM SEG
+        phi |= _write_seg(lesion_plans[0], images / "seg" / f"{lesion_plans[0].name}_seg.dcm")
     rasters = _write_rasters(images, seed, (lesion_plans or plans)[0])
     nifti = _write_nifti(images, seed, plans[0].patient)
     broken = _write_broken(images, seed, ct_files[0])
@@ -455,6 +513,7 @@ def generate_sample(output: str | Path, patients: int = 8, seed: int = 0,
         raise RuntimeError(f"PHI strings shorter than 4 characters: {short}")
     (root / "phi.json").write_text(json.dumps(sorted(phi), indent=1) + "\n")
     kinds = {"ct_slices": len(ct_files), "dicom_other": 3, "rtstruct": len(lesion_plans),
+             "seg": int(bool(lesion_plans)),
              "nifti": len(nifti),
              "broken": len(broken)}
     for path in rasters:

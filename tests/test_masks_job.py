@@ -44,8 +44,9 @@ def test_rtstruct_masks_equal_the_generators_nodules(spark, lake, sample_dir):
     manifest = run_masks(spark, load_settings(None), str(lake), resolve_key(False))
     counts = manifest["counts"]
     rts = sorted((sample_dir / "images" / "rtstruct").glob("*.dcm"))
-    assert counts["rtstructs_cataloged"] == len(rts) == counts["rtstructs_with_slices"]
-    assert counts["errors"] == 0 and counts["roi_names"] == 1
+    assert counts["rtstructs_cataloged"] == len(rts)
+    assert counts["objects_with_slices"] == len(rts) + counts["segs_cataloged"]
+    assert counts["errors"] == 0 and counts["roi_names"] == 2  # GTV-nodule, SEG "nodule"
     masks = read(manifest["outputs"]["masks"])
     catalog = read(lake / "catalog").set_index("image_id")
     for rt in rts:
@@ -58,6 +59,23 @@ def test_rtstruct_masks_equal_the_generators_nodules(spark, lake, sample_dir):
             k = int(Path(planes.loc[row["image_id"], "source_path"]).stem.split("_")[1])
             np.testing.assert_array_equal(decode_mask(row, "data"), truth[k])
     assert set(masks.roi_name) == {"GTV-nodule"}
+
+
+def test_seg_masks_equal_the_generators_nodule(spark, lake, sample_dir):
+    manifest = run_masks(spark, load_settings(None), str(lake), resolve_key(False))
+    assert manifest["counts"]["segs_cataloged"] == 1
+    masks = read(manifest["outputs"]["seg_masks"])
+    assert set(masks.roi_name) == {"nodule"} and set(masks.mask_source) == {"seg"}
+    seg = next((sample_dir / "images" / "seg").glob("*.dcm"))
+    series = seg.name.removesuffix("_seg.dcm")
+    truth = np.load(sample_dir / "masks" / f"{series}.npy")
+    catalog = read(lake / "catalog").set_index("image_id")
+    assert len(masks) == int(truth.any(axis=(1, 2)).sum())
+    for row in masks.to_dict("records"):
+        path = catalog.loc[row["image_id"], "source_path"]
+        assert f"/ct/{series}/" in path
+        np.testing.assert_array_equal(decode_mask(row, "data"),
+                                      truth[int(Path(path).stem.split("_")[1])])
 
 
 def test_features_per_rtstruct_roi(spark, lake):

@@ -1,4 +1,4 @@
-"""The masks job: DICOM RTSTRUCT objects in the catalog -> per-slice masks in masks/.
+"""The masks job: DICOM RTSTRUCT and SEG objects in the catalog -> per-slice masks in masks/.
 
 Ingest catalogs an RTSTRUCT as one object row (`n_planes = 0`). This job joins each one with
 the image planes of the same (pseudonymised) study, re-reads the RTSTRUCT file inside the task,
@@ -8,6 +8,8 @@ slice-position fallback). Raw identifiers never leave the task.
 
     masks/source=rtstruct/ingest_date=<d>/   image_id, roi_name, rtstruct_id, height, width,
                                               data (uint8 0/1), mask_source
+    masks/source=seg/ingest_date=<d>/        the same for DICOM SEG segments (SegmentLabel as
+                                              roi_name, the SEG's first-plane id as rtstruct_id)
 
 `run_label_masks` does the same for label images (NIfTI, PNG, ... read by medspark's readers):
 each label file is matched to an ingested image by its relative path, rewritten with a regex
@@ -39,6 +41,7 @@ from medspark.spark.imaging import job_manifest, write_by_date
 
 log = logging.getLogger(__name__)
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
+SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 GEOMETRY_KEYS = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows",
                  "Columns", "SliceThickness")
 MASK_ROW = StructType([
@@ -61,10 +64,11 @@ def _rasterise_group(group: pd.DataFrame, key: bytes, max_shift_days: int) -> pd
     from medspark.io.types import Limits
     from medspark.planes import encode_mask
     from medspark.privacy.pseudonym import Pseudonymizer
+    from medspark.segment.dicom_seg import rasterise_seg
     from medspark.segment.rtstruct import SliceGeometry, rasterise_rtstruct
 
     first = group.iloc[0]
-    base = {"rtstruct_id": first.rtstruct_id, "mask_source": "rtstruct",
+    base = {"rtstruct_id": first.rtstruct_id, "mask_source": first.rt_kind,
             "ingest_date": first.rt_ingest_date}
     pseudo = Pseudonymizer(key, max_shift_days)
     rows = []
@@ -76,7 +80,8 @@ def _rasterise_group(group: pd.DataFrame, key: bytes, max_shift_days: int) -> pd
             slices.append(SliceGeometry.from_attributes(slice_key, attrs))
             image_of[slice_key] = plane.image_id
         data = read_source(first.rt_path, Limits())
-        rois = rasterise_rtstruct(data, slices, uid_key=lambda u: pseudo.pseudonym("sop", u))
+        rasterise = rasterise_seg if first.rt_kind == "seg" else rasterise_rtstruct
+        rois = rasterise(data, slices, uid_key=lambda u: pseudo.pseudonym("sop", u))
         for name, roi in rois.items():
             for slice_key, mask in roi.masks.items():
                 rows.append({**base, "image_id": image_of[slice_key], "roi_name": name,
@@ -98,10 +103,16 @@ def run_masks(spark: SparkSession, settings: Settings, lake_root: str, key: byte
     if not lake.exists(spark, "catalog"):
         raise ConfigError(f"{lake.path('catalog')} not found: run `medspark ingest` first")
     catalog = lake.read(spark, "catalog")
-    rt = catalog.where(F.col("sop_class_uid") == RTSTRUCT_SOP_CLASS).select(
+    # one row per object: an RTSTRUCT's object row, a SEG's first frame (ingest decodes SEGs)
+    objects = catalog.where(F.col("sop_class_uid").isin(RTSTRUCT_SOP_CLASS, SEG_SOP_CLASS)
+                            & (F.col("plane_index").isNull() | (F.col("plane_index") == 0)))
+    rt = objects.select(
         F.col("image_id").alias("rtstruct_id"), F.col("source_path").alias("rt_path"),
-        "study_pseudo_uid", F.col("ingest_date").alias("rt_ingest_date"))
-    planes = catalog.where((F.col("n_planes") == 1) & F.col("plane_index").isNotNull()).select(
+        "study_pseudo_uid", F.col("ingest_date").alias("rt_ingest_date"),
+        F.when(F.col("sop_class_uid") == SEG_SOP_CLASS, "seg").otherwise("rtstruct")
+        .alias("rt_kind"))
+    planes = catalog.where((F.col("n_planes") == 1) & F.col("plane_index").isNotNull()
+                           & ~F.col("sop_class_uid").eqNullSafe(SEG_SOP_CLASS)).select(
         "image_id", "study_pseudo_uid", "sop_pseudo_uid",
         *[F.col("attributes")[k].alias(k) for k in GEOMETRY_KEYS])
     pairs = rt.join(planes, "study_pseudo_uid")
@@ -109,11 +120,14 @@ def run_masks(spark: SparkSession, settings: Settings, lake_root: str, key: byte
     out = pairs.groupBy("rtstruct_id").applyInPandas(
         lambda g: _rasterise_group(g, key, max_shift), MASK_ROW).cache()
     try:
-        masks = out.where(F.col("data").isNotNull())
-        target = f"{lake.path('masks')}/source=rtstruct"
-        write_by_date(masks.drop("error", "skipped_contours"), target)
+        masks = out.where(F.col("data").isNotNull()).drop("error", "skipped_contours")
+        targets = {}
+        for kind in ("rtstruct", "seg"):
+            if kind == "rtstruct" or masks.where(F.col("mask_source") == kind).limit(1).count():
+                targets[kind] = f"{lake.path('masks')}/source={kind}"
+                write_by_date(masks.where(F.col("mask_source") == kind), targets[kind])
         summary = out.agg(
-            F.countDistinct("rtstruct_id").alias("rtstructs_with_slices"),
+            F.countDistinct("rtstruct_id").alias("objects_with_slices"),
             F.count("data").alias("masks"),
             F.countDistinct("roi_name").alias("roi_names"),
             F.count("error").alias("errors"),
@@ -122,10 +136,13 @@ def run_masks(spark: SparkSession, settings: Settings, lake_root: str, key: byte
                   .select("error").limit(20).collect()]
     finally:
         out.unpersist()
-    summary["rtstructs_cataloged"] = rt.count()
+    summary["rtstructs_cataloged"] = rt.where(F.col("rt_kind") == "rtstruct").count()
+    summary["segs_cataloged"] = rt.where(F.col("rt_kind") == "seg").count()
     log.info("masks %s: %s", run_id, summary)
     return job_manifest(spark, lake, "masks", run_id, started, settings, {
-        "counts": {**summary, "error_messages": errors}, "outputs": {"masks": target}})
+        "counts": {**summary, "error_messages": errors},
+        "outputs": {"masks": targets["rtstruct"], **({"seg_masks": targets["seg"]}
+                                                     if "seg" in targets else {})}})
 
 
 LABEL_ROW = StructType([
