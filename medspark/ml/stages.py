@@ -310,20 +310,18 @@ class FeatureExtractor(_Stage):
                 values = dict.fromkeys(names, float("nan"))
                 out["feature_error"] = f"{type(e).__name__}: {e}"[:500]
             out.update({k: float(values[k]) for k in names})
-            out["_vector"] = [float(values[k]) for k in names]
             return [out]
 
         new = [StructField(n, DoubleType()) for n in names] + [
-            StructField("feature_error", StringType()),
-            StructField("_vector", ArrayType(DoubleType()))]
-        result = map_rows(dataset, fn, new)
+            StructField("feature_error", StringType())]
+        result = map_rows(dataset, fn, new)  # undefined features arrive as null
         # ML attribute metadata: vector size and feature names, as VectorAssembler writes them
         meta = {"ml_attr": {"attrs": {"numeric": [{"idx": i, "name": n}
                                                   for i, n in enumerate(names)]},
                             "num_attrs": len(names)}}
-        result = result.withColumn(
-            vector, array_to_vector(F.col("_vector")).alias(vector, metadata=meta)
-        ).drop("_vector")
+        # in the vector an undefined feature is NaN (MLlib vectors cannot hold nulls)
+        values = F.array(*[F.coalesce(F.col(n), F.lit(float("nan"))) for n in names])
+        result = result.withColumn(vector, array_to_vector(values).alias(vector, metadata=meta))
         if self.getOrDefault(self.dropPixels):
             result = result.drop("data", "mask")
         return result
