@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--table", help="train on this Parquet table instead of features/")
     train.add_argument("--id-col", help="row id column (default: train.id_col)")
     train.add_argument("--group-col", help="patient/grouping column (default: train.group_col)")
+    train.add_argument("--select", metavar="ALGO[,ALGO...]",
+                       help="choose among these MLlib algorithms (default parameters) instead "
+                            "of train.selection.candidates, e.g. LogisticRegression,"
+                            "RandomForestClassifier")
     _common(train)
 
     predict = sub.add_parser("predict", help="score features/ (or --table) with a model")
@@ -203,7 +207,12 @@ def _cmd_masks(args: argparse.Namespace) -> int:
 def _cmd_models(args: argparse.Namespace) -> int:
     from medspark.session import build_session
 
-    settings = load_settings(args.config, args.overrides)
+    overrides = list(args.overrides)
+    if args.command == "train" and args.select:
+        names = [n.strip() for n in args.select.split(",") if n.strip()]
+        overrides.append("train.selection.candidates=["
+                         + ", ".join(f"{{algorithm: {n}}}" for n in names) + "]")
+    settings = load_settings(args.config, overrides)  # an unknown algorithm stops here
     spark = build_session(settings.spark, master=args.master, conf=_spark_conf(args.spark_conf))
     if args.command == "train":
         from medspark.spark.train import run_train

@@ -62,3 +62,10 @@ def test_missing_file_and_bad_yaml(tmp_path):
     bad.write_text("ingest: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_settings(bad)
+
+
+def test_train_select_names_algorithms_checked_before_spark(capsys, tmp_path):
+    from medspark.cli import main
+
+    assert main(["train", "--lake", str(tmp_path), "--select", "LogisticRegresion"]) == 2
+    assert "unknown algorithm 'LogisticRegresion'" in capsys.readouterr().err
