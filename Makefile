@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 RADIOMICS := $(VENV)/.radiomics
 DEMO   := build/demo
 
-.PHONY: demo test lint check-java clean bench-ingest bench-features bench-preprocess
+.PHONY: demo test lint check-java clean bench-ingest bench-features bench-preprocess bench-train
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -51,6 +51,9 @@ bench-ingest: $(STAMP) check-java
 
 bench-preprocess: $(STAMP) check-java
 	$(BIN)/python benchmarks/preprocess.py
+
+bench-train: $(STAMP) check-java
+	$(BIN)/python benchmarks/train.py
 
 bench-features: $(STAMP) $(RADIOMICS)
 	$(BIN)/python benchmarks/features.py
