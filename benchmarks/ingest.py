@@ -66,7 +66,8 @@ def _arrow_type(column: str) -> pa.DataType:
 def _baseline_chunk(args: tuple[int, list[str], str]) -> int:
     """One Pool task: decode a chunk of files and write its pixels/catalog Parquet files."""
     from medspark.config import IngestSettings
-    from medspark.ingest.records import IngestContext, file_rows, write_pixel_file
+    from medspark.ingest.records import IngestContext, file_rows
+    from medspark.ingest.staged import write_pixel_file
     from medspark.io.types import Limits
     from medspark.privacy.pseudonym import resolve_key
     from medspark.schema import CATALOG_FIELDS

@@ -8,8 +8,11 @@ import json
 import os
 import shutil
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 TABLES = ("catalog", "pixels", "quarantine")
 RUNS_DIR = "_runs"
@@ -92,7 +95,8 @@ class Lake:
         readers: Spark skips names starting with `_`)."""
         return f"{self.root}/_staging/{run_id}/{table}"
 
-    def commit_staged(self, staging: str, table: str, ingest_date: dt.date) -> list[str]:
+    def commit_staged(self, staging: str, table: str, ingest_date: dt.date,
+                      schema: pa.Schema) -> list[str]:
         """Replace a partition with the Parquet files a run's workers staged (local lakes).
 
         Staged names hash their rows' image ids and a Spark retry or speculative copy of a task
@@ -100,8 +104,6 @@ class Lake:
         run's counts then check that the published rows equal the catalog's planes.
         """
         import pyarrow.parquet as pq
-
-        from medspark.ingest.records import PIXEL_ARROW
 
         target = local_path(self.partition_path(table, ingest_date))
         shutil.rmtree(target, ignore_errors=True)
@@ -112,7 +114,7 @@ class Lake:
         for name in files:
             os.replace(os.path.join(folder, name), os.path.join(target, name))
         if not files:  # keep the partition readable with its schema
-            pq.write_table(PIXEL_ARROW.empty_table(), os.path.join(target, "part-empty.parquet"))
+            pq.write_table(schema.empty_table(), os.path.join(target, "part-empty.parquet"))
         return files
 
     def iter_batches(self, table: str, ingest_date: dt.date, columns: list[str]):

@@ -79,8 +79,15 @@ INGEST_ROW = StructType(
     [StructField("kind", StringType(), False)]
     + [StructField(f.name, f.dataType, True) for f in CATALOG_FIELDS]
     + [StructField(f.name, f.dataType, True) for f in _PIXEL_ONLY + _QUARANTINE_ONLY]
-    + [StructField("pixel_file", StringType(), True)]  # set when workers write pixels/ files
 )
+# What the ingest workers return when they write the tables themselves: counts per batch.
+SUMMARY_ROW = StructType([
+    StructField("kind", StringType(), False),
+    StructField("error_class", StringType(), True),
+    StructField("rows", LongType(), False),
+    StructField("files", LongType(), False),
+    StructField("labelled", LongType(), False),
+])
 
 CATALOG = StructType(CATALOG_FIELDS)
 PIXELS = StructType(PIXEL_FIELDS)

@@ -15,9 +15,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
+from medspark.ingest.staged import Staging, stage_rows
 from medspark.io.read import read_image
 from medspark.io.types import DecodedImage, Limits, ReadError
 from medspark.lake import is_local, local_path
@@ -37,8 +36,7 @@ class IngestContext:
     max_shift_days: int
     run_id: str
     batch_bytes: int = 32 * 1024 * 1024
-    pixel_staging: str | None = None  # local dir: workers write pixel Parquet files here
-    pixels_compression: str = "zstd"
+    staging: Staging | None = None  # set: workers write the tables' files themselves
 
     def pseudonymizer(self) -> Pseudonymizer:
         return Pseudonymizer(self.key, self.max_shift_days)
@@ -68,12 +66,20 @@ def read_source(uri: str, limits: Limits) -> bytes:
         return stream.read()
 
 
+def _value(v: Any) -> Any:
+    """A listing value as Python: NaN/None -> None, numpy integers -> int."""
+    if v is None or (isinstance(v, float) and v != v):
+        return None
+    return int(v) if hasattr(v, "dtype") and v.dtype.kind in "iu" else v
+
+
 def _base(source: dict[str, Any]) -> dict[str, Any]:
+    size, mtime = _value(source.get("size")), _value(source.get("mtime"))
     return {
         "source_path": source["path"],
-        "source_relpath": source.get("relpath"),
-        "source_size": source.get("size"),
-        "source_mtime": source.get("mtime"),
+        "source_relpath": _value(source.get("relpath")),
+        "source_size": None if size is None else int(size),
+        "source_mtime": None if mtime is None else int(mtime),
     }
 
 
@@ -179,44 +185,9 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
                          for c in ROW_COLUMNS})
 
 
-PIXEL_ARROW = pa.schema([
-    pa.field("image_id", pa.string(), nullable=False),
-    pa.field("height", pa.int32(), nullable=False),
-    pa.field("width", pa.int32(), nullable=False),
-    pa.field("channels", pa.int32(), nullable=False),
-    pa.field("dtype", pa.string(), nullable=False),
-    pa.field("data", pa.binary(), nullable=False),
-])
-
-
-def write_pixel_file(rows: list[dict[str, Any]], directory: str, compression: str) -> str:
-    """Write plane rows' pixels as one Parquet file; returns its (content-derived) name.
-
-    The name hashes the image ids, so a retried or speculative task rewrites the same file
-    instead of adding a duplicate; the write goes to a temporary name and is renamed into place.
-    """
-    ids = [r["image_id"] for r in rows]
-    name = "part-" + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:24] + ".parquet"
-    table = pa.Table.from_pydict({c: [r[c] for r in rows] for c in PIXEL_ARROW.names},
-                                 schema=PIXEL_ARROW)
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
-    # no dictionary for the pixel bytes: hashing 512 KiB values only to find them unique
-    pq.write_table(table, tmp, compression=compression, use_dictionary=["image_id", "dtype"])
-    os.replace(tmp, os.path.join(directory, name))
-    return name
-
-
 def _flush(rows: list[dict[str, Any]], ctx: IngestContext) -> pd.DataFrame:
-    """Rows of one output batch; in worker mode their pixels go to a file first."""
-    if ctx.pixel_staging:
-        planes = [r for r in rows if r["kind"] == "plane"]
-        if planes:
-            name = write_pixel_file(planes, ctx.pixel_staging, ctx.pixels_compression)
-            for r in planes:
-                r["pixel_file"] = name
-                r["data"] = None
-    return _frame(rows)
+    """One output batch: the rows themselves, or (worker-written tables) their count rows."""
+    return stage_rows(rows, ctx.staging) if ctx.staging else _frame(rows)
 
 
 def process_batches(batches: Iterable[pd.DataFrame], ctx: IngestContext

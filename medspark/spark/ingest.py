@@ -21,11 +21,26 @@ from pyspark.sql import functions as F
 from medspark.config import ConfigError, Settings, settings_dict
 from medspark.ingest.labels import prepare_labels
 from medspark.ingest.records import IngestContext, process_batches
+from medspark.ingest.staged import PIXEL_ARROW, QUARANTINE_ARROW, LabelLookup, Staging
 from medspark.io.types import Limits
-from medspark.lake import Lake, is_local, new_run_id
+from medspark.lake import TABLES, Lake, is_local, local_path, new_run_id
 from medspark.privacy.pseudonym import Pseudonymizer, resolve_key
-from medspark.schema import CATALOG_FIELDS, INGEST_ROW, PIXEL_FIELDS, QUARANTINE_FIELDS
-from medspark.spark.listing import InputSpec, list_files, list_from_file, resolve_input
+from medspark.schema import (
+    CATALOG,
+    CATALOG_FIELDS,
+    INGEST_ROW,
+    PIXEL_FIELDS,
+    QUARANTINE_FIELDS,
+    SUMMARY_ROW,
+)
+from medspark.spark.listing import (
+    InputSpec,
+    list_files,
+    list_from_file,
+    list_local_files,
+    python_listable,
+    resolve_input,
+)
 from medspark.versions import library_versions
 
 log = logging.getLogger(__name__)
@@ -111,9 +126,48 @@ def _label_frame(spark, request: IngestRequest, settings: Settings, pseudo: Pseu
     return joined.drop("_label_key"), [c for c in table.columns if c != join_col]
 
 
+def _worker_staging(spark: SparkSession, request: IngestRequest, settings: Settings,
+                    pseudo: Pseudonymizer, lake: Lake, run_id: str) -> Staging:
+    """Staging folders and the label lookup for worker-written tables."""
+    if request.label_from_path:
+        labels = LabelLookup.from_regex(request.label_from_path)
+    elif request.labels:
+        table, join_col = prepare_labels(request.labels, pseudo, settings.ingest.label_key)
+        clash = [c for c in table.columns if c != join_col and c in CATALOG.names]
+        if clash:
+            raise ConfigError(f"{request.labels}: label columns clash with catalog columns: "
+                              f"{clash}")
+        labels = LabelLookup.from_table(table, join_col)
+    else:
+        labels = LabelLookup.empty()
+    return Staging(**{t: local_path(lake.staging_path(run_id, t)) for t in TABLES},
+                   labels=labels, compression=settings.ingest.pixels_compression)
+
+
+def _listings(spark: SparkSession, settings: Settings, request: IngestRequest,
+              specs: list[InputSpec], listing_dir: str | None
+              ) -> tuple[list[DataFrame], list[DataFrame]]:
+    """Listing frames of the inputs: (read by the Python workers, shipped by the JVM)."""
+    python_listing, jvm_listing = [], []
+    for spec in specs:
+        if _read_mode(settings, spec) != "python":
+            jvm_listing.append(list_files(spark, spec, with_content=True))
+        elif listing_dir and python_listable(spec):
+            python_listing.append(list_local_files(spark, spec, listing_dir))
+        else:
+            python_listing.append(list_files(spark, spec))
+    python_listing += [list_from_file(spark, path) for path in request.input_lists]
+    return python_listing, jvm_listing
+
+
 def run_ingest(spark: SparkSession, settings: Settings, request: IngestRequest,
                key: bytes, run_id: str | None = None) -> dict:
-    """Run ingest and return its manifest (also written to `_runs/<run_id>.json`)."""
+    """Run ingest and return its manifest (also written to `_runs/<run_id>.json`).
+
+    Local (or shared, mounted) lake: the Python workers write the tables' files themselves and
+    return count rows, and the driver publishes the files; otherwise Spark writes the rows the
+    workers return.
+    """
     started = time.time()
     run_id = run_id or new_run_id("ingest")
     lake = Lake(request.lake)
@@ -122,90 +176,60 @@ def run_ingest(spark: SparkSession, settings: Settings, request: IngestRequest,
     specs = request.specs or [resolve_input(text) for text in request.inputs]
     log.info("ingest %s: %d input(s) -> %s (ingest_date=%s)", run_id, len(specs), lake.root,
              ingest_date)
-
-    python_listing, jvm_listing = [], []
-    for spec in specs:
-        if _read_mode(settings, spec) == "python":
-            python_listing.append(list_files(spark, spec))
-        else:
-            jvm_listing.append(list_files(spark, spec, with_content=True))
-    python_listing += [list_from_file(spark, path) for path in request.input_lists]
-
-    known = _previously_ingested(spark, lake, ingest_date) if cfg.incremental else None
-    worker_pixels = cfg.pixel_writer == "worker" or (
+    worker_tables = cfg.pixel_writer == "worker" or (
         cfg.pixel_writer == "auto" and is_local(lake.root))
-    if worker_pixels and not is_local(lake.root):
+    if worker_tables and not is_local(lake.root):
         raise ConfigError("ingest.pixel_writer=worker needs a local (or shared, mounted) lake")
-    staging = lake.staging_path(run_id, "pixels") if worker_pixels else None
-    ctx = IngestContext(
-        limits=Limits(**cfg.limits.model_dump()),
-        key=key,
-        max_shift_days=settings.privacy.max_shift_days,
-        run_id=run_id,
-        batch_bytes=cfg.batch_bytes,
-        pixel_staging=staging,
-        pixels_compression=cfg.pixels_compression,
-    )
-    parts: list[DataFrame] = []
-    files_listed = files_skipped = 0
-    if python_listing:
-        listing = reduce(DataFrame.unionByName, python_listing).dropDuplicates(["path"])
-        listed = listing.count()
-        todo = _skip_known(listing, known)
-        n_todo = todo.count() if known is not None else listed
-        files_listed += listed
-        files_skipped += listed - n_todo
-        # at least one task per core; beyond that, tasks of files_per_task files (each task
-        # costs a round trip to a Python worker, so few large ones beat many small ones)
-        n_parts = max(spark.sparkContext.defaultParallelism,
-                      math.ceil(n_todo / cfg.files_per_task))
-        parts.append(todo.repartition(n_parts).mapInPandas(
-            lambda it: process_batches(it, ctx), INGEST_ROW))
-    for jvm_df in jvm_listing:
-        meta = jvm_df.drop("content")
-        listed = meta.count()
-        todo = _skip_known(jvm_df, known)
-        n_todo = _skip_known(meta, known).count() if known is not None else listed
-        files_listed += listed
-        files_skipped += listed - n_todo
-        parts.append(todo.mapInPandas(lambda it: process_batches(it, ctx), INGEST_ROW))
-    log.info("ingest %s: %d file(s) listed, %d already ingested", run_id, files_listed,
-             files_skipped)
-
     pseudo = Pseudonymizer(key, settings.privacy.max_shift_days)
-    rows = reduce(DataFrame.unionByName, parts)
-    rows, label_cols = _label_frame(spark, request, settings, pseudo, rows)
-    # Worker mode: rows carry no pixel bytes, so the cache is small; otherwise spill to disk.
-    rows = rows.persist(StorageLevel.MEMORY_AND_DISK if worker_pixels else
-                        StorageLevel.DISK_ONLY)
+    staging = _worker_staging(spark, request, settings, pseudo, lake, run_id) \
+        if worker_tables else None
     try:
-        catalog_cols = [f.name for f in CATALOG_FIELDS] + label_cols
-        planes = rows.where(F.col("kind") == "plane")
-        catalog = rows.where(F.col("kind").isin("plane", "object")).select(*catalog_cols)
-        quarantine = rows.where(F.col("kind") == "error").select(
-            *[f.name for f in QUARANTINE_FIELDS])
-        if worker_pixels:
-            # Fewest Spark jobs: the catalog write decodes everything once (workers write the
-            # pixel files as they go), the quarantine comes from the cache, and the counts are
-            # streamed back from the written files rather than computed by another job.
-            log.info("ingest %s: decoding (workers write pixels/ files), writing catalog/",
-                     run_id)
-            lake.write_partition(catalog, "catalog", ingest_date)
-            lake.write_partition(quarantine, "quarantine", ingest_date)
-            lake.commit_staged(staging, "pixels", ingest_date)
-            summary = _summarise_written(lake, ingest_date)
-        else:
-            log.info("ingest %s: reading and decoding", run_id)
-            summary = _summarise(rows)  # first action: decodes everything once, into the cache
-            log.info("ingest %s: writing pixels/", run_id)
-            lake.write_partition(planes.select(*[f.name for f in PIXEL_FIELDS]), "pixels",
-                                 ingest_date, cfg.pixels_compression)
-            log.info("ingest %s: writing catalog/ and quarantine/", run_id)
-            lake.write_partition(catalog, "catalog", ingest_date)
-            lake.write_partition(quarantine, "quarantine", ingest_date)
-    finally:
-        rows.unpersist()
+        listing_dir = local_path(lake.staging_path(run_id, "listing")) if worker_tables else None
+        python_listing, jvm_listing = _listings(spark, settings, request, specs, listing_dir)
+        known = _previously_ingested(spark, lake, ingest_date) if cfg.incremental else None
+        ctx = IngestContext(
+            limits=Limits(**cfg.limits.model_dump()),
+            key=key,
+            max_shift_days=settings.privacy.max_shift_days,
+            run_id=run_id,
+            batch_bytes=cfg.batch_bytes,
+            staging=staging,
+        )
+        out_schema = SUMMARY_ROW if staging else INGEST_ROW
+        parts: list[DataFrame] = []
+        files_listed = files_skipped = 0
+        if python_listing:
+            listing = reduce(DataFrame.unionByName, python_listing).dropDuplicates(["path"])
+            listed = listing.count()
+            todo = _skip_known(listing, known)
+            n_todo = todo.count() if known is not None else listed
+            files_listed += listed
+            files_skipped += listed - n_todo
+            # at least one task per core; beyond that, tasks of files_per_task files (each task
+            # costs a round trip to a Python worker, so few large ones beat many small ones)
+            n_parts = max(spark.sparkContext.defaultParallelism,
+                          math.ceil(n_todo / cfg.files_per_task))
+            parts.append(todo.repartition(n_parts).mapInPandas(
+                lambda it: process_batches(it, ctx), out_schema))
+        for jvm_df in jvm_listing:
+            meta = jvm_df.drop("content")
+            listed = meta.count()
+            todo = _skip_known(jvm_df, known)
+            n_todo = _skip_known(meta, known).count() if known is not None else listed
+            files_listed += listed
+            files_skipped += listed - n_todo
+            parts.append(todo.mapInPandas(lambda it: process_batches(it, ctx), out_schema))
+        log.info("ingest %s: %d file(s) listed, %d already ingested", run_id, files_listed,
+                 files_skipped)
+        rows = reduce(DataFrame.unionByName, parts)
         if staging:
+            summary = _write_by_workers(rows, staging, lake, ingest_date, run_id)
+            label_cols = staging.labels.columns
+        else:
+            summary, label_cols = _write_by_spark(spark, request, settings, pseudo, rows,
+                                                  lake, ingest_date, run_id)
+    finally:
+        if worker_tables:
             lake.drop_staging(run_id)
 
     manifest = {
@@ -223,7 +247,7 @@ def run_ingest(spark: SparkSession, settings: Settings, request: IngestRequest,
         "versions": library_versions(),
         "spark": {"master": spark.sparkContext.master, "version": spark.version},
         "counts": _counts(spark, lake, ingest_date, summary, files_listed, files_skipped),
-        "pixel_writer": "worker" if worker_pixels else "spark",
+        "pixel_writer": "worker" if worker_tables else "spark",
     }
     manifest["finished_at"] = dt.datetime.now(dt.UTC).isoformat()
     manifest["duration_s"] = round(time.time() - started, 3)
@@ -233,16 +257,54 @@ def run_ingest(spark: SparkSession, settings: Settings, request: IngestRequest,
     return manifest
 
 
-def _summarise(rows: DataFrame) -> dict:
-    """Rows, files and labels per kind and error class, and the pixel files, in one job."""
-    groups = rows.groupBy("kind", "error_class", "pixel_file").agg(
-        F.count(F.lit(1)).alias("rows"),
-        F.countDistinct("source_path").alias("files"),  # a file's rows share one group
-        F.count("label").alias("labelled"),
-    ).collect()
+def _write_by_workers(rows: DataFrame, staging: Staging, lake: Lake, ingest_date: dt.date,
+                      run_id: str) -> dict:
+    """Run the workers (they write the staged files) and publish what they wrote."""
+    log.info("ingest %s: decoding; workers write catalog/, pixels/ and quarantine/ files",
+             run_id)
+    groups = rows.groupBy("kind", "error_class").agg(
+        *[F.sum(c).alias(c) for c in ("rows", "files", "labelled")]).collect()
+    log.info("ingest %s: publishing the staged files", run_id)
+    lake.commit_staged(staging.catalog, "catalog", ingest_date, staging.catalog_arrow())
+    lake.commit_staged(staging.quarantine, "quarantine", ingest_date, QUARANTINE_ARROW)
+    lake.commit_staged(staging.pixels, "pixels", ingest_date, PIXEL_ARROW)
+    return _summary([g.asDict() for g in groups])
 
+
+def _write_by_spark(spark: SparkSession, request: IngestRequest, settings: Settings,
+                    pseudo: Pseudonymizer, rows: DataFrame, lake: Lake, ingest_date: dt.date,
+                    run_id: str) -> tuple[dict, list[str]]:
+    """Join labels and write the three tables with Spark (a lake workers cannot write)."""
+    rows, label_cols = _label_frame(spark, request, settings, pseudo, rows)
+    rows = rows.persist(StorageLevel.DISK_ONLY)  # pixel bytes: spill, do not hold in memory
+    try:
+        log.info("ingest %s: reading and decoding", run_id)
+        groups = rows.groupBy("kind", "error_class").agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.count(F.when((F.col("kind") != "plane") | (F.col("plane_index") == 0),
+                           True)).alias("files"),
+            F.count("label").alias("labelled"),
+        ).collect()  # first action: decodes everything once, into the cache
+        log.info("ingest %s: writing pixels/", run_id)
+        planes = rows.where(F.col("kind") == "plane")
+        lake.write_partition(planes.select(*[f.name for f in PIXEL_FIELDS]), "pixels",
+                             ingest_date, settings.ingest.pixels_compression)
+        log.info("ingest %s: writing catalog/ and quarantine/", run_id)
+        catalog_cols = [f.name for f in CATALOG_FIELDS] + label_cols
+        lake.write_partition(rows.where(F.col("kind").isin("plane", "object"))
+                             .select(*catalog_cols), "catalog", ingest_date)
+        lake.write_partition(rows.where(F.col("kind") == "error")
+                             .select(*[f.name for f in QUARANTINE_FIELDS]), "quarantine",
+                             ingest_date)
+    finally:
+        rows.unpersist()
+    return _summary([g.asDict() for g in groups]), label_cols
+
+
+def _summary(groups: list[dict]) -> dict:
+    """Run figures from count rows per kind and error class (rows, files, labelled)."""
     def total(field: str, *kinds: str) -> int:
-        return sum(g[field] for g in groups if g["kind"] in kinds)
+        return sum(g[field] or 0 for g in groups if g["kind"] in kinds)
 
     by_class: dict[str, int] = {}
     for g in groups:
@@ -257,35 +319,7 @@ def _summarise(rows: DataFrame) -> dict:
         "labelled": total("labelled", "plane", "object"),
         "quarantine_rows": total("rows", "error"),
         "quarantined_by_class": by_class,
-        "pixel_files": sorted({g["pixel_file"] for g in groups if g["pixel_file"]}),
     }
-
-
-def _summarise_written(lake: Lake, ingest_date: dt.date) -> dict:
-    """The `_summarise` figures of a local lake's written catalog/ and quarantine/ partitions,
-    streamed batch by batch (driver memory does not grow with the number of images).
-
-    A file contributes exactly one row with plane_index 0 (an image) or null (a non-image
-    object), so files are counted without a distinct set.
-    """
-    import pyarrow.compute as pc
-
-    out = {"catalog_rows": 0, "plane_rows": 0, "object_rows": 0, "image_files": 0,
-           "labelled": 0, "quarantine_rows": 0, "quarantined_by_class": {}}
-    for batch in lake.iter_batches("catalog", ingest_date, ["plane_index", "label"]):
-        plane = batch.column("plane_index")
-        out["catalog_rows"] += batch.num_rows
-        out["object_rows"] += plane.null_count
-        out["plane_rows"] += batch.num_rows - plane.null_count
-        out["image_files"] += pc.sum(pc.equal(plane, 0)).as_py() or 0
-        out["labelled"] += batch.num_rows - batch.column("label").null_count
-    by_class = out["quarantined_by_class"]
-    for batch in lake.iter_batches("quarantine", ingest_date, ["error_class"]):
-        out["quarantine_rows"] += batch.num_rows
-        for value in batch.column("error_class").to_pylist():
-            by_class[value] = by_class.get(value, 0) + 1
-    out["files_cataloged"] = out["image_files"] + out["object_rows"]
-    return out
 
 
 def _counts(spark: SparkSession, lake: Lake, ingest_date: dt.date, summary: dict,
