@@ -268,3 +268,25 @@ def test_score_with_broadcast_regressor_and_decision_function(wdbc_df, wdbc):
     clone = pickle.loads(pickle.dumps(svc))
     np.testing.assert_array_equal(clone.decision_function(wdbc[FEATURES]),
                                   svc.decision_function(wdbc[FEATURES]))
+
+
+def test_predict_with_broadcast_is_mllib_shaped(spark):
+    # iris: three classes; labels are class indices as the train job encodes them
+    from pyspark.ml.functions import vector_to_array
+
+    from medspark.spark.sklearn_jobs import predict_with_broadcast
+
+    iris = load_iris()
+    cols = ["a", "b", "c", "d"]
+    frame = pd.DataFrame(iris.data, columns=cols).assign(row=np.arange(150))
+    model = make_pipeline(LR, {"max_iter": 1000}, impute=False).fit(
+        frame[cols], iris.target.astype(float))
+    out = predict_with_broadcast(spark.createDataFrame(frame), model, cols, "classification",
+                                 n_classes=3)
+    assert dict(out.dtypes)["probability"] == "vector"
+    got = out.withColumn("p", vector_to_array("probability")).toPandas().sort_values("row")
+    np.testing.assert_allclose(np.vstack(got["p"]), model.predict_proba(frame[cols]),
+                               rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(got["prediction"], model.predict(frame[cols]))
+    with pytest.raises(ValueError, match="already exist"):
+        predict_with_broadcast(out, model, cols, "classification", n_classes=3)

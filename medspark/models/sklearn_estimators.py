@@ -12,7 +12,7 @@ import difflib
 import importlib
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -205,10 +205,10 @@ def expand_grid(path: str, grid: ParamGrid) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class SearchData:
-    """What each search task needs: features, labels and the fold positions."""
+    """What each search task needs: features, labels (None: clustering), the fold positions."""
 
     X: pd.DataFrame
-    y: np.ndarray
+    y: np.ndarray | None
     folds: list[tuple[np.ndarray, np.ndarray]]
 
 
@@ -225,24 +225,32 @@ class SearchSpec:
 
 
 def evaluate_fold(data: SearchData, spec: SearchSpec, candidate_id: int, fold_id: int,
-                  n_threads: int | None = 1) -> dict[str, Any]:
+                  n_threads: int | None = 1,
+                  apply: Callable[[Any, pd.DataFrame, np.ndarray | None], Any] | None = None,
+                  ) -> dict[str, Any]:
     """Fit candidate on the fold's training rows and score its test rows (errors recorded).
 
     BLAS/OpenMP threads are capped to `n_threads` so the serial and Spark searches compute the
-    same floating-point numbers (and Spark tasks do not oversubscribe the cores).
+    same floating-point numbers (and Spark tasks do not oversubscribe the cores). With `apply`,
+    `apply(model, X_test, y_test)` replaces the scorer: its result is the row's `output` (the
+    train job evaluates the predictions it returns with its own metric).
     """
     from threadpoolctl import threadpool_limits
 
     train, test = data.folds[fold_id]
     row: dict[str, Any] = {"candidate_id": candidate_id, "fold_id": fold_id,
                            "score": math.nan, "fit_seconds": math.nan, "error": None}
+    y_train, y_test = (None, None) if data.y is None else (data.y[train], data.y[test])
     start = time.perf_counter()
     try:
         with threadpool_limits(limits=n_threads):
             model = make_pipeline(spec.path, spec.candidates[candidate_id], spec.impute,
                                   spec.scale, spec.seed)
-            model.fit(data.X.iloc[train], data.y[train])
-            row["score"] = float(scorer(spec.metric)(model, data.X.iloc[test], data.y[test]))
+            model.fit(data.X.iloc[train], y_train)
+            if apply is None:
+                row["score"] = float(scorer(spec.metric)(model, data.X.iloc[test], y_test))
+            else:
+                row["output"] = apply(model, data.X.iloc[test], y_test)
     except Exception as exc:  # one failed candidate must not end the search
         row["error"] = f"{type(exc).__name__}: {exc}"
     row["fit_seconds"] = time.perf_counter() - start

@@ -7,7 +7,10 @@
 - `parallel_search` / `serial_search`: every (candidate, fold) pair of a grid evaluated on
   patient-grouped stratified folds, in Spark tasks or in a local loop; both give identical
   fold scores, the best candidate (ties -> lowest id) is refitted on all rows on the driver.
-- `score_with_broadcast`: a fitted model broadcast once and applied by a pandas UDF.
+- `score_with_broadcast` / `predict_with_broadcast`: a fitted model broadcast once and applied
+  by a pandas UDF (one score; or MLlib-shaped prediction, probability and features columns).
+- `spark_tasks`: the task runner behind `parallel_search`, also used by `medspark train` for
+  its scikit-learn candidates (`medspark.spark.sklearn_train`).
 
 Pipelines are [SimpleImputer(median)] + [StandardScaler] + the estimator (see
 `medspark.models.sklearn_estimators.make_pipeline`). Models are pickled: load only model
@@ -19,7 +22,7 @@ from __future__ import annotations
 import math
 import pickle
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
@@ -29,8 +32,10 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import (
+    ArrayType,
     BinaryType,
     BooleanType,
+    DataType,
     DoubleType,
     LongType,
     NumericType,
@@ -96,12 +101,13 @@ def collect_bounded(df: DataFrame, cols: Sequence[str], max_rows: int) -> pd.Dat
     return pdf
 
 
-def _fit_pipeline(pdf: pd.DataFrame, feature_cols: Sequence[str], label_col: str,
+def _fit_pipeline(pdf: pd.DataFrame, feature_cols: Sequence[str], label_col: str | None,
                   estimator_path: str, params: Mapping[str, Any] | None, impute: bool,
                   scale: bool, seed: int | None) -> Any:
     model = make_pipeline(estimator_path, params, impute=impute, scale=scale, seed=seed)
-    pdf = stable_order(pdf, [*feature_cols, label_col])
-    return model.fit(feature_frame(pdf, feature_cols), check_labels(pdf, label_col).to_numpy())
+    pdf = stable_order(pdf, [*feature_cols, *([label_col] if label_col else [])])
+    y = check_labels(pdf, label_col).to_numpy() if label_col else None
+    return model.fit(feature_frame(pdf, feature_cols), y)
 
 
 @contextmanager
@@ -120,7 +126,7 @@ def _job_group(sc: Any, group_id: str, description: str) -> Iterator[None]:
 def fit_on_driver(
     df: DataFrame,
     feature_cols: Sequence[str],
-    label_col: str,
+    label_col: str | None,
     estimator_path: str,
     params: Mapping[str, Any] | None = None,
     max_rows: int = DEFAULT_MAX_ROWS,
@@ -128,10 +134,11 @@ def fit_on_driver(
     scale: bool = True,
     seed: int | None = 0,
 ) -> Any:
-    """Collect `df` (at most `max_rows` rows, else ValueError) and fit the pipeline on it."""
+    """Collect `df` (at most `max_rows` rows, else ValueError) and fit the pipeline on it
+    (`label_col` None: an unsupervised estimator, e.g. a clusterer)."""
     resolve_estimator(estimator_path, params)  # fail before any Spark work
     _check_columns(df, feature_cols, label_col)
-    pdf = collect_bounded(df, [*feature_cols, label_col], max_rows)
+    pdf = collect_bounded(df, [*feature_cols, *([label_col] if label_col else [])], max_rows)
     if pdf.empty:
         raise ValueError("the table is empty")
     return _fit_pipeline(pdf, feature_cols, label_col, estimator_path, params, impute, scale,
@@ -281,6 +288,39 @@ def _finish(data: SearchData, spec: SearchSpec, results: list[dict[str, Any]],
     return SearchResult(dict(params), board, model.fit(data.X, data.y))
 
 
+@contextmanager
+def spark_tasks(
+    spark: Any,
+    payloads: Sequence[Any],
+    n_tasks: int,
+    run_one: Callable[[Sequence[Any], int], pd.DataFrame],
+    schema: StructType,
+    description: str,
+) -> Iterator[DataFrame]:
+    """A DataFrame of `run_one(broadcasts, task_id)` rows, one Spark task per id 0..n-1.
+
+    Each payload is broadcast once; `run_one` reads `broadcasts[i].value` for the ones it
+    needs (a task deserialises only those). Jobs run inside the block belong to job group
+    `SEARCH_JOB_GROUP`; the broadcasts are released when it ends, so act on (or cache and
+    materialise) the DataFrame inside it.
+    """
+    sc = spark.sparkContext
+    broadcasts = [sc.broadcast(p) for p in payloads]
+
+    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for batch in batches:
+            for task_id in batch["id"]:
+                yield run_one(broadcasts, int(task_id))
+
+    try:
+        with _job_group(sc, SEARCH_JOB_GROUP, description):
+            tasks = spark.range(0, n_tasks, 1, numPartitions=max(n_tasks, 1))
+            yield tasks.mapInPandas(run, schema=schema)
+    finally:
+        for bc in broadcasts:
+            bc.unpersist()
+
+
 _TASK_SCHEMA = StructType([
     StructField("candidate_id", LongType(), False),
     StructField("fold_id", LongType(), False),
@@ -316,24 +356,16 @@ def parallel_search(
     """
     data, spec = _search_setup(df, feature_cols, label_col, group_col, estimator_path,
                                   param_grid, k, seed, metric, impute, scale, task, max_rows)
-    spark = df.sparkSession
-    bc = spark.sparkContext.broadcast((data, spec))
-    n_tasks = len(spec.candidates) * k
 
-    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        data, spec = bc.value
-        for batch in batches:
-            rows = [evaluate_fold(data, spec, int(i) // k, int(i) % k) for i in batch["id"]]
-            yield pd.DataFrame(rows, columns=_TASK_SCHEMA.fieldNames())
+    def one(payloads: Sequence[Any], task_id: int) -> pd.DataFrame:
+        data, spec = payloads[0].value
+        row = evaluate_fold(data, spec, task_id // k, task_id % k)
+        return pd.DataFrame([row], columns=_TASK_SCHEMA.fieldNames())
 
     desc = f"{estimator_path}: {len(spec.candidates)} candidates x {k} folds"
-    try:
-        with _job_group(spark.sparkContext, SEARCH_JOB_GROUP, desc):
-            tasks = spark.range(0, n_tasks, 1, numPartitions=n_tasks)
-            rows = tasks.mapInPandas(run, schema=_TASK_SCHEMA).collect()
-    finally:
-        bc.unpersist()
-    results = [r.asDict() for r in rows]
+    with spark_tasks(df.sparkSession, [(data, spec)], len(spec.candidates) * k, one,
+                     _TASK_SCHEMA, desc) as tasks:
+        results = [r.asDict() for r in tasks.collect()]
     return _finish(data, spec, results, k)
 
 
@@ -361,6 +393,30 @@ def serial_search(
 
 
 # ---------------------------------------------------------------------------- scoring
+def array_vector(name: str) -> Any:
+    """An array<double> column as an ML vector (null stays null; `array_to_vector` fails)."""
+    from pyspark.ml.functions import array_to_vector
+
+    return F.when(F.col(name).isNotNull(), array_to_vector(F.col(name)))
+
+
+def _apply_broadcast(df: DataFrame, model: Any, feature_cols: Sequence[str],
+                     fn: Callable[[Any, pd.DataFrame], Any], return_type: DataType) -> Any:
+    """A pandas UDF column: `fn(model, features)` per Arrow batch, the model broadcast once
+    (`fn` returns a Series, or a DataFrame for a struct `return_type`)."""
+    _check_columns(df, feature_cols)
+    bc = df.sparkSession.sparkContext.broadcast(model)
+    cols = list(feature_cols)
+
+    @pandas_udf(return_type)  # type: ignore[call-overload]
+    def apply(batches: Iterator[pd.DataFrame]) -> Iterator[pd.Series]:
+        fitted = bc.value
+        for feats in batches:
+            yield fn(fitted, feature_frame(feats, cols))
+
+    return apply(F.struct(*cols))
+
+
 def score_with_broadcast(
     df: DataFrame,
     model: Any,
@@ -374,17 +430,42 @@ def score_with_broadcast(
     `decision_function` for those without, `predict` for regressors. The broadcast stays alive
     as long as the returned DataFrame may be evaluated.
     """
-    _check_columns(df, feature_cols)
     if output_col in df.columns:
         raise ValueError(f"column {output_col!r} already exists")
     chosen = score_method(model, method)
-    bc = df.sparkSession.sparkContext.broadcast(model)
-    cols = list(feature_cols)
+    return df.withColumn(output_col, _apply_broadcast(
+        df, model, feature_cols, lambda m, X: pd.Series(predict_scores(m, X, chosen)),
+        DoubleType()))
 
-    @pandas_udf(DoubleType())  # type: ignore[call-overload]
-    def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.Series]:
-        fitted = bc.value
-        for feats in batches:
-            yield pd.Series(predict_scores(fitted, feature_frame(feats, cols), chosen))
 
-    return df.withColumn(output_col, score(F.struct(*cols)))
+def predict_with_broadcast(
+    df: DataFrame,
+    model: Any,
+    feature_cols: Sequence[str],
+    task: str,
+    n_classes: int = 0,
+    features_col: str = "features",
+) -> DataFrame:
+    """`df` plus MLlib-shaped columns from a broadcast model (`predict_outputs`): `prediction`
+    (double), `probability` (vector; classification, clusterers with `predict_proba`) and, for
+    clustering, `features_col` (vector of the rows as the final estimator sees them)."""
+    from medspark.models.sklearn_candidates import output_frame, predict_outputs
+
+    taken = [c for c in ("prediction", "probability", features_col) if c in df.columns]
+    if taken:
+        raise ValueError(f"column(s) {taken} already exist")
+    keep_prob = task == "classification" or (task == "clustering"
+                                             and hasattr(model, "predict_proba"))
+    out_type = StructType([StructField("prediction", DoubleType()),
+                           StructField("probability", ArrayType(DoubleType())),
+                           StructField("features", ArrayType(DoubleType()))])
+    tmp = "_ms_sklearn_out"
+    out = df.withColumn(tmp, _apply_broadcast(
+        df, model, feature_cols,
+        lambda m, X: output_frame(predict_outputs(m, X, task, n_classes)), out_type))
+    out = out.withColumn("prediction", F.col(f"{tmp}.prediction"))
+    if keep_prob:
+        out = out.withColumn("probability", array_vector(f"{tmp}.probability"))
+    if task == "clustering":
+        out = out.withColumn(features_col, array_vector(f"{tmp}.features"))
+    return out.drop(tmp)
