@@ -65,9 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--id-col", help="row id column (default: train.id_col)")
     train.add_argument("--group-col", help="patient/grouping column (default: train.group_col)")
     train.add_argument("--select", metavar="ALGO[,ALGO...]",
-                       help="choose among these MLlib algorithms (default parameters) instead "
-                            "of train.selection.candidates, e.g. LogisticRegression,"
-                            "RandomForestClassifier")
+                       help="choose among these algorithms (default parameters) instead of "
+                            "train.selection.candidates: MLlib names or scikit-learn import "
+                            "paths, e.g. LogisticRegression,"
+                            "sklearn.ensemble.HistGradientBoostingClassifier")
     _common(train)
 
     predict = sub.add_parser("predict", help="score features/ (or --table) with a model")
@@ -209,9 +210,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
     overrides = list(args.overrides)
     if args.command == "train" and args.select:
-        names = [n.strip() for n in args.select.split(",") if n.strip()]
-        overrides.append("train.selection.candidates=["
-                         + ", ".join(f"{{algorithm: {n}}}" for n in names) + "]")
+        overrides.append(select_override(args.select))
     settings = load_settings(args.config, overrides)  # an unknown algorithm stops here
     spark = build_session(settings.spark, master=args.master, conf=_spark_conf(args.spark_conf))
     if args.command == "train":
@@ -229,6 +228,15 @@ def _cmd_models(args: argparse.Namespace) -> int:
     else:
         print(model_summary(manifest))
     return 0
+
+
+def select_override(select: str) -> str:
+    """`--select A,B` as a `--set` override of train.selection.candidates (default params)."""
+    names = [n.strip() for n in select.split(",") if n.strip()]
+    if not names:
+        raise ConfigError("--select: no algorithm named")
+    return "train.selection.candidates=[" + ", ".join(
+        f"{{algorithm: {json.dumps(n)}}}" for n in names) + "]"
 
 
 def _model_arg(lake: str, model: str) -> str:
@@ -264,7 +272,8 @@ def model_summary(manifest: dict) -> str:
         lines.append(f"  model                {manifest['model_id']}")
         lines.append(f"  leaderboard ({doc['selection']['metric']}, {doc['selection']['folds']}"
                      "-fold CV grouped by patient):")
-        cols = [c for c in ("algorithm", "params", "mean", "sd") if c in board.columns]
+        cols = [c for c in ("algorithm", "kind", "params", "mean", "sd", "error")
+                if c in board.columns and not (c == "error" and board[c].isna().all())]
         lines += ["    " + line for line in board[cols].to_string(index=False).splitlines()]
         lines.append(f"  best                 {doc['algorithm']} {doc['params']}")
         lines.append("  held-out test metrics (patient-grouped, bootstrap 95% CI):")

@@ -34,3 +34,17 @@ def sample_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("sample")
     generate_sample(out, patients=4, seed=7)
     return out
+
+
+@pytest.fixture(scope="session")
+def wdbc_frame():
+    """sklearn's breast cancer table (569 × 30, spaces in names -> `_`), one tumour per
+    patient: the features, `row_id`, `patient_id` and the 0/1 `target`."""
+    import numpy as np
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer(as_frame=True)
+    x = data.data.copy()
+    x.columns = [c.replace(" ", "_") for c in x.columns]
+    return x.assign(row_id=np.arange(len(x)), patient_id=[f"p{i:04d}" for i in range(len(x))],
+                    target=data.target.to_numpy())

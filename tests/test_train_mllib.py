@@ -52,17 +52,12 @@ def read_json(path) -> dict:
 
 # --------------------------------------------------------------------------------- WDBC
 @pytest.fixture(scope="module")
-def wdbc(tmp_path_factory):
+def wdbc(tmp_path_factory, wdbc_frame):
     """sklearn's breast cancer table (569 × 30) as Parquet, complete and with 20% removed."""
-    from sklearn.datasets import load_breast_cancer
-
     root = tmp_path_factory.mktemp("wdbc")
-    data = load_breast_cancer(as_frame=True)
-    x = data.data.copy()
-    x.columns = [c.replace(" ", "_") for c in x.columns]
+    frame = wdbc_frame
+    x = frame.drop(columns=["row_id", "patient_id", "target"])
     holes = np.random.default_rng(0).random(x.shape) < 0.2
-    frame = x.assign(row_id=np.arange(len(x)), patient_id=[f"p{i:04d}" for i in range(len(x))],
-                     target=data.target.to_numpy())
     frame.to_parquet(root / "complete.parquet", index=False)
     frame.assign(**x.mask(holes)).to_parquet(root / "missing.parquet", index=False)
     return {"root": root, "complete": str(root / "complete.parquet"),

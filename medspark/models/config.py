@@ -13,7 +13,13 @@ train:
     candidates:
       - {algorithm: RandomForestClassifier, params: {numTrees: 20}, grid: {maxDepth: [3, 5]}}
       - {algorithm: LogisticRegression, grid: {regParam: [0.0, 0.01]}}
+      - {algorithm: sklearn.ensemble.HistGradientBoostingClassifier,   # a dotted import path:
+         params: {max_iter: 100}, grid: {max_depth: [3, 5]}}          # a scikit-learn estimator
 ```
+
+MLlib names take MLlib parameter names (`maxDepth`); scikit-learn paths take the estimator's
+`get_params()` names (`max_depth`, nested `step__param`), checked with scikit-learn's own
+constraints here, before Spark starts.
 """
 
 from __future__ import annotations
@@ -42,7 +48,9 @@ class _Strict(BaseModel):
 
 
 class Candidate(_Strict):
-    """One algorithm with fixed `params` and a `grid` (param → list of values) to search."""
+    """One algorithm with fixed `params` and a `grid` (param → list of values) to search: an
+    MLlib name (`RandomForestClassifier`) or a scikit-learn estimator's import path
+    (`sklearn.ensemble.RandomForestClassifier`; anything with a dot)."""
 
     algorithm: str
     params: dict[str, Any] = Field(default_factory=dict)
@@ -51,9 +59,27 @@ class Candidate(_Strict):
     @model_validator(mode="after")
     def _known(self) -> Candidate:
         from medspark.models.mllib import check_candidate
+        from medspark.models.sklearn_candidates import check_estimator_candidate
 
-        check_candidate(self.algorithm, self.params, self.grid)
+        if self.is_sklearn():  # the messages name the estimator path
+            check_estimator_candidate(self.algorithm, self.params, self.grid)
+        else:
+            check_candidate(self.algorithm, self.params, self.grid)
         return self
+
+    def is_sklearn(self) -> bool:
+        from medspark.models.sklearn_candidates import is_estimator_path
+
+        return is_estimator_path(self.algorithm)
+
+    def task(self) -> str:
+        """classification / regression / clustering."""
+        from medspark.models.mllib import get_algorithm
+        from medspark.models.sklearn_candidates import estimator_task
+
+        if self.is_sklearn():
+            return estimator_task(self.algorithm, self.params)
+        return get_algorithm(self.algorithm).task
 
 
 class SelectionSettings(_Strict):
@@ -83,6 +109,9 @@ class TrainSettings(_Strict):
     test_size: float = Field(0.2, gt=0, lt=1)
     seed: int = 0
     n_boot: int = Field(1000, ge=0)
+    sklearn_max_rows: int = Field(
+        200_000, ge=1, description="scikit-learn candidates: most training-split rows "
+        "collected to the driver (per CV fold and for the refit); more is an error")
     selection: SelectionSettings = Field(default_factory=SelectionSettings)
 
     @field_validator("missing")
@@ -93,13 +122,13 @@ class TrainSettings(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainSettings:
-        from medspark.models.mllib import check_metric, get_algorithm
+        from medspark.models.mllib import check_metric
 
         for cand in self.candidates():
-            spec = get_algorithm(cand.algorithm)
-            if spec.task != self.task:
-                raise ValueError(f"{cand.algorithm} is a {spec.task} algorithm, task is "
-                                 f"{self.task}")
+            task = cand.task()
+            if task != self.task:
+                what = "scikit-learn estimator" if cand.is_sklearn() else "algorithm"
+                raise ValueError(f"{cand.algorithm} is a {task} {what}, task is {self.task}")
         check_metric(self.task, self.metric())
         return self
 

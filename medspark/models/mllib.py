@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from pyspark.ml import Transformer
 from pyspark.ml.param.shared import HasInputCol, HasOutputCol
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 
+log = logging.getLogger(__name__)
 FEATURES_RAW, FEATURES, FEATURES_NB = "_ms_assembled", "_ms_features", "_ms_features_nn"
 LABEL = "_ms_label"
 
@@ -173,3 +175,35 @@ def feature_weights(model, feature_cols: list[str]) -> tuple[str, list[float]] |
     except Exception:  # noqa: BLE001 - multinomial LogisticRegression has a matrix instead
         return None
     return ("coefficient", coef) if len(coef) == len(feature_cols) else None
+
+
+def evaluate(pred, metric: str, features_col: str) -> float:
+    """One MLlib evaluator metric on a fold's predictions (NaN when undefined). MLlib and
+    scikit-learn candidates are both scored here, so their leaderboard rows compare."""
+    from pyspark.ml.evaluation import (
+        BinaryClassificationEvaluator,
+        ClusteringEvaluator,
+        MulticlassClassificationEvaluator,
+        RegressionEvaluator,
+    )
+
+    if metric in ("accuracy", "f1"):
+        ev: Any = MulticlassClassificationEvaluator(labelCol=LABEL, metricName=metric)
+    elif metric in ("roc_auc", "pr_auc"):
+        ev = BinaryClassificationEvaluator(  # probability: NaiveBayes' raw[1] alone misranks
+            labelCol=LABEL, metricName="areaUnderROC" if metric == "roc_auc" else "areaUnderPR",
+            rawPredictionCol="probability" if "probability" in pred.columns else "rawPrediction")
+    elif metric == "silhouette":
+        ev = ClusteringEvaluator(featuresCol=features_col)
+    else:
+        ev = RegressionEvaluator(labelCol=LABEL, metricName=metric)
+    try:
+        return float(ev.evaluate(pred))
+    except Exception as e:  # noqa: BLE001 - e.g. one cluster only: silhouette undefined
+        log.warning("metric %s undefined: %s", metric, e)
+        return float("nan")
+
+
+def final_features_col(pipeline) -> str:
+    """The column the (fitted) pipeline's last stage reads its features from."""
+    return pipeline.getStages()[-1].getFeaturesCol()

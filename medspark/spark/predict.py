@@ -1,12 +1,15 @@
-"""The predict job: score a feature table with a saved model (imputer + PipelineModel).
+"""The predict job: score a feature table with a saved model (imputer + MLlib PipelineModel or
+scikit-learn Pipeline).
 
     predictions/model=<model_id>/run_date=<d>/           key, group, model_id, score,
                                                          probability, prediction, predicted_label
     predictions_rejected/model=<model_id>/run_date=<d>/  key, step, reason of rows not scored
 
 Rows go through exactly what training applied: the same aggregation, the saved `FittedImputer`
-(nothing refitted) and the saved pipeline. A row the imputer rejects (or whose features errored)
-is written to the rejected table and counted in the manifest, never dropped silently.
+(nothing refitted) and the saved pipeline (a scikit-learn one is broadcast to the executors and
+applied in a pandas UDF, giving the same output columns). A row the imputer rejects (or whose
+features errored) is written to the rejected table and counted in the manifest, never dropped
+silently.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from medspark.spark.train import (
     accepted,
     add_scores,
     aggregate_series,
+    apply_model,
     features_path,
     impute,
 )
@@ -44,13 +48,18 @@ def resolve_model(lake: Lake, model: str) -> str:
 
 
 def load_model(path: str) -> tuple[dict[str, Any], FittedImputer, Any]:
-    """(metadata, fitted imputer, PipelineModel) of a saved model folder."""
+    """(metadata, fitted imputer, model) of a saved model folder: the model is a PipelineModel
+    (`kind: mllib`, also models saved before `kind` existed) or a scikit-learn Pipeline."""
     from pyspark.ml import PipelineModel
+
+    from medspark.spark import sklearn_train
 
     with open(os.path.join(path, "metadata.json")) as fh:
         meta = json.load(fh)
-    return meta, FittedImputer.load(os.path.join(path, "imputer")), \
-        PipelineModel.load(os.path.join(path, "pipeline"))
+    imputer = FittedImputer.load(os.path.join(path, "imputer"))
+    if meta.get("kind", "mllib") == "sklearn":
+        return meta, imputer, sklearn_train.load(path, meta)
+    return meta, imputer, PipelineModel.load(os.path.join(path, "pipeline"))
 
 
 def input_frame(spark: SparkSession, lake: Lake, meta: dict[str, Any],
@@ -101,7 +110,7 @@ def run_predict(spark: SparkSession, settings: Settings, lake_root: str, model: 
     from medspark.spark.imaging import job_manifest
 
     started, run_id, lake = time.time(), new_run_id("predict"), Lake(lake_root)
-    meta, fitted, pipeline = load_model(resolve_model(lake, model))
+    meta, fitted, fitted_model = load_model(resolve_model(lake, model))
     model_id, key = meta["model_id"], meta["key_col"]
     raw, source = input_frame(spark, lake, meta, table)
     check_columns(raw, meta, fitted)
@@ -109,8 +118,10 @@ def run_predict(spark: SparkSession, settings: Settings, lake_root: str, model: 
     day = (run_date or dt.datetime.now(dt.UTC).date()).isoformat()
     imputed = impute(rows, fitted, meta["input_features"]).cache()
     try:
-        scored = add_scores(pipeline.transform(accepted(imputed)), meta["algorithm"],
-                            meta["task"], meta.get("labels"))
+        n_classes = len(meta.get("labels") or []) if meta["task"] == "classification" else 0
+        pred, _ = apply_model(meta.get("kind", "mllib"), fitted_model, accepted(imputed),
+                              meta["features"], meta["task"], n_classes)
+        scored = add_scores(pred, meta["algorithm"], meta["task"], meta.get("labels"))
         cols = [key, meta["group_col"], F.lit(model_id).alias("model_id"), "score",
                 *(["probability"] if "probability" in scored.columns
                   and meta["task"] == "classification" else []),

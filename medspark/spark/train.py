@@ -37,7 +37,17 @@ from medspark.config import ConfigError, Settings
 from medspark.lake import Lake, is_local, local_path, new_run_id
 from medspark.models.config import TrainSettings
 from medspark.models.missing import FittedImputer, Interpolate, MissingValuePlan
-from medspark.models.mllib import LABEL, build_pipeline, get_algorithm
+from medspark.models.mllib import (
+    FEATURES,
+    LABEL,
+    build_pipeline,
+    evaluate,
+    final_features_col,
+    get_algorithm,
+)
+from medspark.models.sklearn_candidates import estimator_weights, is_estimator_path
+from medspark.spark import sklearn_train
+from medspark.spark.sklearn_jobs import predict_with_broadcast
 from medspark.versions import library_versions
 
 log = logging.getLogger(__name__)
@@ -330,45 +340,20 @@ def add_scores(pred: DataFrame, algorithm: str, task: str, labels: list[Any] | N
 
 
 # ---------------------------------------------------------------------------------- selection
-def evaluate(pred: DataFrame, metric: str, features_col: str) -> float:
-    """One MLlib evaluator metric on a fold's predictions (NaN when undefined)."""
-    from pyspark.ml.evaluation import (
-        BinaryClassificationEvaluator,
-        ClusteringEvaluator,
-        MulticlassClassificationEvaluator,
-        RegressionEvaluator,
-    )
-
-    if metric in ("accuracy", "f1"):
-        ev: Any = MulticlassClassificationEvaluator(labelCol=LABEL, metricName=metric)
-    elif metric in ("roc_auc", "pr_auc"):
-        ev = BinaryClassificationEvaluator(  # probability: NaiveBayes' raw[1] alone misranks
-            labelCol=LABEL, metricName="areaUnderROC" if metric == "roc_auc" else "areaUnderPR",
-            rawPredictionCol="probability" if "probability" in pred.columns else "rawPrediction")
-    elif metric == "silhouette":
-        ev = ClusteringEvaluator(featuresCol=features_col)
-    else:
-        ev = RegressionEvaluator(labelCol=LABEL, metricName=metric)
-    try:
-        return float(ev.evaluate(pred))
-    except Exception as e:  # noqa: BLE001 - e.g. one cluster only: silhouette undefined
-        log.warning("metric %s undefined: %s", metric, e)
-        return float("nan")
-
-
-def final_features_col(pipeline) -> str:
-    return pipeline.getStages()[-1].getFeaturesCol()
-
-
 def cross_validate(data: TrainData, train: TrainSettings, framed: DataFrame,
                    pdf: pd.DataFrame, plan: MissingValuePlan, n_classes: int) -> pd.DataFrame:
     """Leaderboard rows: candidate, params, metric per fold, mean, sd (fold imputers fitted on
-    the fold's training rows only)."""
+    the fold's training rows only). MLlib candidates are fitted fold by fold; scikit-learn ones
+    get each fold's same imputed rows and run as one Spark task per (grid point, fold)."""
     from medspark.models.mllib import param_grid
 
     metric, k = train.metric(), train.selection.folds
     combos = [(c.algorithm, p) for c in train.candidates() for p in param_grid(c.params, c.grid)]
-    scores: list[list[float]] = [[] for _ in combos]
+    sk = [i for i, (name, _) in enumerate(combos) if is_estimator_path(name)]
+    scores = [[float("nan")] * k for _ in combos]
+    errors: list[str | None] = [None] * len(combos)
+    label = LABEL if data.label and train.task != "clustering" else None
+    sk_folds = []
     for fold in range(k):
         fitted = plan.fit(pdf[(pdf[FOLD] >= 0) & (pdf[FOLD] != fold)].drop(columns=FOLD))
         feats = model_features(fitted, data.features)
@@ -376,23 +361,43 @@ def cross_validate(data: TrainData, train: TrainSettings, framed: DataFrame,
         part = accepted(part).cache()
         tr, va = part.where(F.col(FOLD) != fold), part.where(F.col(FOLD) == fold)
         for i, (name, params) in enumerate(combos):
+            if i in sk:
+                continue
             pipe = build_pipeline(name, params, feats, standardize=train.standardize,
                                   n_classes=n_classes, seed=train.seed)
             pred = pipe.fit(tr).transform(va)
-            scores[i].append(evaluate(pred, metric, final_features_col(pipe)))
-            log.info("fold %d %s %s: %s=%.4f", fold, name, params, metric, scores[i][-1])
+            scores[i][fold] = evaluate(pred, metric, final_features_col(pipe))
+            log.info("fold %d %s %s: %s=%.4f", fold, name, params, metric, scores[i][fold])
+        if sk:
+            sk_folds.append(sklearn_train.fold_data(part, data.key, label, FOLD, fold, feats,
+                                                    train.sklearn_max_rows))
         part.unpersist()
-    rows = []
-    for (name, params), vals in zip(combos, scores, strict=True):
-        arr = np.asarray(vals, dtype=float)
-        ok = arr[~np.isnan(arr)]
-        rows.append({"algorithm": name, "params": json.dumps(params, sort_keys=True),
-                     "metric": metric, "mean": float(ok.mean()) if len(ok) else float("nan"),
-                     "sd": float(ok.std(ddof=1)) if len(ok) > 1 else float("nan"),
-                     "n_folds": int(len(ok)), "fold_scores": arr.tolist()})
-    board = pd.DataFrame(rows)
+    if sk:
+        sk_scores, sk_errors = sklearn_train.cv_scores(
+            framed.sparkSession, sk_folds, [combos[i] for i in sk], metric=metric,
+            task=train.task, n_classes=n_classes, standardize=train.standardize,
+            seed=train.seed)
+        for j, i in enumerate(sk):
+            scores[i], errors[i] = sk_scores[j], sk_errors[j]
+    return leaderboard_frame(combos, scores, errors, metric)
+
+
+def leaderboard_frame(combos: list[tuple[str, dict[str, Any]]], scores: list[list[float]],
+                      errors: list[str | None], metric: str) -> pd.DataFrame:
+    """One row per (algorithm, params), best first (NaN means last, ties in config order); a
+    candidate with a failed fold has NaN mean and its first error."""
     from medspark.models.mllib import larger_is_better
 
+    rows = []
+    for (name, params), vals, error in zip(combos, scores, errors, strict=True):
+        arr = np.asarray(vals, dtype=float)
+        ok = arr[~np.isnan(arr)] if error is None else arr[:0]
+        rows.append({"algorithm": name, "kind": "sklearn" if is_estimator_path(name) else "mllib",
+                     "params": json.dumps(params, sort_keys=True, default=str),
+                     "metric": metric, "mean": float(ok.mean()) if len(ok) else float("nan"),
+                     "sd": float(ok.std(ddof=1)) if len(ok) > 1 else float("nan"),
+                     "n_folds": int(len(ok)), "fold_scores": arr.tolist(), "error": error})
+    board = pd.DataFrame(rows)
     sign = -1.0 if larger_is_better(metric) else 1.0
     board["_order"] = (sign * board["mean"]).fillna(np.inf)
     board = board.sort_values("_order", kind="stable").drop(columns="_order")
@@ -477,11 +482,14 @@ def sha(doc: Any, n: int = 16) -> str:
 
 
 def versions() -> dict[str, Any]:
+    import joblib
     import pyspark
+    import scipy
     import sklearn
 
     return {**library_versions(), "pyspark_runtime": pyspark.__version__,
-            "scikit-learn": sklearn.__version__}
+            "scikit-learn": sklearn.__version__, "scipy": scipy.__version__,
+            "joblib": joblib.__version__}
 
 
 # -------------------------------------------------------------------------------------- job
@@ -515,6 +523,11 @@ def run_train(spark: SparkSession, settings: Settings, lake_root: str | None = N
                                              *([LABEL] if data.label else [])])).toPandas()
     keys = keys.sort_values(data.key, kind="stable").reset_index(drop=True)
     framed, keys, split_info = assign_folds(spark, data, cfg, keys)
+    sk = [c.algorithm for c in cfg.candidates() if is_estimator_path(c.algorithm)]
+    too_many = sk and sklearn_train.too_many_rows(int((keys[FOLD] >= 0).sum()),
+                                                  cfg.sklearn_max_rows, sk)
+    if too_many:
+        raise ConfigError(too_many)
     framed = framed.cache()
     try:
         result = fit_and_evaluate(spark, data, cfg, framed, keys, n_classes, lake)
@@ -535,6 +548,8 @@ def run_train(spark: SparkSession, settings: Settings, lake_root: str | None = N
 
 def check_algorithms(cfg: TrainSettings, n_classes: int) -> None:
     for cand in cfg.candidates():
+        if is_estimator_path(cand.algorithm):
+            continue
         algo = get_algorithm(cand.algorithm)
         if algo.binary_only and n_classes != 2:
             raise ConfigError(f"{algo.name} is binary only; the label has {n_classes} classes")
@@ -545,31 +560,30 @@ def check_algorithms(cfg: TrainSettings, n_classes: int) -> None:
 def fit_and_evaluate(spark: SparkSession, data: TrainData, cfg: TrainSettings,
                      framed: DataFrame, keys: pd.DataFrame, n_classes: int, lake: Lake) -> dict:
     """CV leaderboard → refit best on the training split → test metrics, plots, artefacts."""
-    from medspark.models.mllib import feature_weights
-
     plan = cfg.missing_plan([data.key], [data.group, LABEL, FOLD, *data.extra,
                                          *([data.label] if data.label else [])])
     train_pdf = fold_frame(framed, data)
     board = cross_validate(data, cfg, framed, train_pdf, plan, n_classes)
     best = board.iloc[0]
-    params = json.loads(best["params"])
+    if best["error"] is not None:
+        raise ConfigError("every candidate failed: " + "; ".join(
+            f"{r.algorithm} {r.params}: {r.error}" for r in board.itertuples()))
+    params, kind = json.loads(best["params"]), best["kind"]
     fitted, train_res = plan.fit_transform(train_pdf.drop(columns=FOLD))
     test_report = fitted.transform(fold_frame(framed, data, test=True).drop(columns=FOLD)).report
     feats = model_features(fitted, data.features)
     imputed = impute(framed, fitted, data.features).cache()
     tr = accepted(imputed.where(F.col(FOLD) >= 0))
     te_all = imputed.where(F.col(FOLD) == -1)
-    pipe = build_pipeline(best["algorithm"], params, feats, standardize=cfg.standardize,
-                          n_classes=n_classes, seed=cfg.seed)
-    model = pipe.fit(tr)
-    pred = add_scores(model.transform(accepted(te_all)), best["algorithm"], cfg.task,
-                      data.labels)
+    model = fit_best(best["algorithm"], params, tr, feats, cfg, n_classes)
+    pred, features_col = apply_model(kind, model, accepted(te_all), feats, cfg.task, n_classes)
+    pred = add_scores(pred, best["algorithm"], cfg.task, data.labels)
     cols = [data.key, data.group, "prediction", "score",
             *([LABEL] if data.label and cfg.task != "clustering" else [])]
     if cfg.task == "clustering":
         from pyspark.ml.functions import vector_to_array
 
-        pred = pred.withColumn("_x", vector_to_array(final_features_col(pipe)))
+        pred = pred.withColumn("_x", vector_to_array(features_col))
         cols.append("_x")
     test_pdf = pred.select(*dict.fromkeys(cols)).toPandas().sort_values(data.key, kind="stable")
     test_rejected = te_all.where(F.col(REJECT_STEP).isNotNull()).count()
@@ -578,14 +592,15 @@ def fit_and_evaluate(spark: SparkSession, data: TrainData, cfg: TrainSettings,
     metrics = test_metrics(test_pdf, cfg.task, data.labels, data.group, cfg, x)
     fingerprint = data_fingerprint(data.frame)
     config_doc = cfg.model_dump(mode="json")
-    model_id = (f"{best['algorithm'].lower()}-"
-                f"{sha({'config': config_doc, 'data': fingerprint, 'seed': cfg.seed})}")
+    hashed = cfg.model_dump(mode="json", exclude={"sklearn_max_rows"})  # no effect on results
+    model_id = (f"{model_name(best['algorithm'])}-"
+                f"{sha({'config': hashed, 'data': fingerprint, 'seed': cfg.seed})}")
     out = f"{lake.path('models')}/{model_id}"
     shutil.rmtree(local_path(out), ignore_errors=True)
     os.makedirs(local_path(out))
-    model.write().overwrite().save(f"{out}/pipeline")
+    saved = save_model(kind, model, out)
     fitted.save(local_path(f"{out}/imputer"))
-    weights = feature_weights(model.stages[-1], feats)
+    weights = model_weights(kind, model, feats)
     plot_files = write_plots(local_path(out), test_pdf, cfg.task, data.labels, weights, feats)
     imputed.unpersist()
     board.to_parquet(local_path(f"{out}/leaderboard.parquet"), index=False)
@@ -601,8 +616,8 @@ def fit_and_evaluate(spark: SparkSession, data: TrainData, cfg: TrainSettings,
                        keys.loc[side == s, LABEL].value_counts().sort_index().items()}
                    for s in ("train", "test")}
     metrics_doc = {
-        "model_id": model_id, "task": cfg.task, "algorithm": best["algorithm"], "params": params,
-        "selection": {"metric": cfg.metric(), "folds": cfg.selection.folds,
+        "model_id": model_id, "task": cfg.task, "algorithm": best["algorithm"], "kind": kind,
+        "params": params, "selection": {"metric": cfg.metric(), "folds": cfg.selection.folds,
                       "cv_mean": _num(best["mean"]), "cv_sd": _num(best["sd"])},
         "test": metrics, "counts": counts,
         "missing": {"train": train_res.report.model_dump(),
@@ -612,7 +627,7 @@ def fit_and_evaluate(spark: SparkSession, data: TrainData, cfg: TrainSettings,
     with open(local_path(f"{out}/metrics.json"), "w") as fh:
         json.dump(metrics_doc, fh, indent=2, sort_keys=True, default=_json_default)
     metadata = {
-        "model_id": model_id, "task": cfg.task, "algorithm": best["algorithm"],
+        "model_id": model_id, "task": cfg.task, "algorithm": best["algorithm"], **saved,
         "params": params, "label_col": data.label, "labels": data.labels,
         "group_col": data.group, "key_col": data.key, "id_col": cfg.id_col,
         "aggregate": cfg.aggregate, "series_col": cfg.series_col,
@@ -626,10 +641,57 @@ def fit_and_evaluate(spark: SparkSession, data: TrainData, cfg: TrainSettings,
                                                  "values": dict(zip(feats, weights[1],
                                                                     strict=True))},
     }
-    best_doc = {"algorithm": best["algorithm"], "params": params, "cv_mean": _num(best["mean"]),
-                "cv_sd": _num(best["sd"])}
+    best_doc = {"algorithm": best["algorithm"], "kind": kind, "params": params,
+                "cv_mean": _num(best["mean"]), "cv_sd": _num(best["sd"])}
     return {"model_id": model_id, "out_dir": out, "metrics": metrics, "counts": counts,
             "best": best_doc, "metadata": metadata}
+
+
+# ------------------------------------------------------------------- MLlib or scikit-learn
+def model_name(algorithm: str) -> str:
+    """The model id prefix: `randomforestclassifier`, `sklearn-histgradientboostingclassifier`."""
+    if is_estimator_path(algorithm):
+        return "sklearn-" + algorithm.rpartition(".")[2].lower()
+    return algorithm.lower()
+
+
+def fit_best(algorithm: str, params: dict[str, Any], train: DataFrame, feats: list[str],
+             cfg: TrainSettings, n_classes: int) -> Any:
+    """The winner refitted on the imputed training split: a `PipelineModel`, or a fitted
+    scikit-learn `Pipeline` ([StandardScaler if standardize] + estimator)."""
+    if is_estimator_path(algorithm):
+        label = LABEL if cfg.task != "clustering" else None
+        return sklearn_train.refit(train, feats, label, algorithm, params,
+                                   standardize=cfg.standardize, seed=cfg.seed,
+                                   max_rows=cfg.sklearn_max_rows)
+    return build_pipeline(algorithm, params, feats, standardize=cfg.standardize,
+                          n_classes=n_classes, seed=cfg.seed).fit(train)
+
+
+def apply_model(kind: str, model: Any, df: DataFrame, feats: list[str], task: str,
+                n_classes: int) -> tuple[DataFrame, str]:
+    """(`df` with MLlib-shaped `prediction` / `probability` columns, the column holding the
+    features the final estimator saw). scikit-learn: broadcast model in a pandas UDF."""
+    if kind == "sklearn":
+        return predict_with_broadcast(df, model, feats, task, n_classes,
+                                      features_col=FEATURES), FEATURES
+    return model.transform(df), model.stages[-1].getFeaturesCol()
+
+
+def save_model(kind: str, model: Any, out: str) -> dict[str, Any]:
+    """Write the fitted model into the model folder; its metadata entries."""
+    if kind == "sklearn":
+        return {"kind": kind, "model_file": sklearn_train.save(model, local_path(out))}
+    model.write().overwrite().save(f"{out}/pipeline")
+    return {"kind": kind, "model_file": "pipeline"}
+
+
+def model_weights(kind: str, model: Any, feats: list[str]) -> tuple[str, list[float]] | None:
+    from medspark.models.mllib import feature_weights
+
+    if kind == "sklearn":
+        return estimator_weights(model, feats)
+    return feature_weights(model.stages[-1], feats)
 
 
 def _num(v: Any) -> float | None:
