@@ -234,7 +234,7 @@ def run_medspark(source: Path, warmup: Path, out: Path, split_bytes: int | None,
     if batch_records:
         conf["spark.sql.execution.arrow.maxRecordsPerBatch"] = str(batch_records)
     start = time.perf_counter()
-    spark = build_session(settings.spark, conf=conf)
+    spark = build_session(settings.spark, conf=conf, python_bound=True)  # as the CLI does
     spark.range(1).count()
     jvm_s = time.perf_counter() - start
     try:

@@ -128,7 +128,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     from medspark.session import build_session
 
     t0 = time.time()
-    spark = build_session(settings.spark, master=args.master, conf=conf)
+    spark = build_session(settings.spark, master=args.master, conf=conf, python_bound=True)
     jvm_start = time.time() - t0
     manifest = run_ingest(spark, settings, request, key)
     manifest["jvm_start_s"] = round(jvm_start, 3)
@@ -165,7 +165,8 @@ def _cmd_imaging(args: argparse.Namespace) -> int:
     from medspark.spark import imaging
 
     settings = load_settings(args.config, args.overrides)  # validates every step up front
-    spark = build_session(settings.spark, master=args.master, conf=_spark_conf(args.spark_conf))
+    spark = build_session(settings.spark, master=args.master, conf=_spark_conf(args.spark_conf),
+                          python_bound=True)
     run = imaging.run_preprocess if args.command == "preprocess" else imaging.run_features
     manifest = run(spark, settings, args.lake, args.dates or None)
     if args.json:
@@ -193,7 +194,8 @@ def _cmd_masks(args: argparse.Namespace) -> int:
             key = resolve_key(settings.privacy.allow_demo_key)
         except RuntimeError as e:
             raise ConfigError(str(e)) from None
-    spark = build_session(settings.spark, master=args.master, conf=_spark_conf(args.spark_conf))
+    spark = build_session(settings.spark, master=args.master, conf=_spark_conf(args.spark_conf),
+                          python_bound=True)
     if args.label_images:
         manifest = run_label_masks(spark, settings, args.lake, args.label_images, args.source,
                                    *args.rewrite)

@@ -45,6 +45,13 @@ class SparkSettings(_Strict):
         True, description="in local mode, run Python workers with the driver's interpreter"
     )
     log_level: Literal["ALL", "DEBUG", "INFO", "WARN", "ERROR", "OFF"] = "WARN"
+    python_jobs_java_options: str = Field(
+        "-XX:TieredStopAtLevel=1",
+        description="local mode: extra driver JVM options for jobs whose work runs in Python "
+        "workers (ingest, masks, preprocess, features). There the JVM only orchestrates, and "
+        "the optimising (C2) JIT would spend seconds of CPU compiling code that never pays "
+        "back, on cores the workers need. Empty: none. JVM-heavy jobs (train, predict) keep "
+        "the full JIT.")
 
 
 class LimitsSettings(_Strict):

@@ -57,12 +57,14 @@ def build_session(
     settings: SparkSettings,
     master: str | None = None,
     conf: dict[str, str] | None = None,
+    python_bound: bool = False,
 ):
     """Build (or reuse) the SparkSession.
 
     Precedence for the master URL: explicit `master` argument, then spark-submit's `--master`,
     then `settings.master`. In local mode Python workers are pinned to this interpreter so they
-    see the same pandas/pyarrow as the driver.
+    see the same pandas/pyarrow as the driver, and a `python_bound` job (its work runs in the
+    Python workers) launches its JVM with `settings.python_jobs_java_options`.
     """
     from pyspark.sql import SparkSession
 
@@ -72,10 +74,23 @@ def build_session(
     chosen = master or (None if under_spark_submit() else settings.master)
     if chosen:
         builder = builder.master(chosen)
+    merged = session_conf(settings, chosen, conf, python_bound)
+    for key, value in merged.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(settings.log_level)
+    log.info("spark session: master=%s version=%s", spark.sparkContext.master, spark.version)
+    return spark
+
+
+def session_conf(settings: SparkSettings, master: str | None, conf: dict[str, str] | None,
+                 python_bound: bool = False) -> dict[str, str]:
+    """The Spark settings a session is built with: the config's, the required ones, the
+    caller's, and in local mode the pinned Python, loopback addresses and JVM options."""
     merged: dict[str, str] = {k: _conf_str(v) for k, v in settings.conf.items()}
     merged.update(REQUIRED_CONF)
     merged.update(conf or {})
-    is_local = (chosen or "").startswith("local")
+    is_local = (master or "").startswith("local")
     if settings.pin_python and is_local:
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -85,12 +100,17 @@ def build_session(
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         merged.setdefault("spark.driver.host", "127.0.0.1")
         merged.setdefault("spark.driver.bindAddress", "127.0.0.1")
-    for key, value in merged.items():
-        builder = builder.config(key, value)
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel(settings.log_level)
-    log.info("spark session: master=%s version=%s", spark.sparkContext.master, spark.version)
-    return spark
+    if python_bound and is_local and not under_spark_submit() and \
+            settings.python_jobs_java_options:
+        merged["spark.driver.extraJavaOptions"] = " ".join(filter(None, [
+            merged.get("spark.driver.extraJavaOptions", ""), settings.python_jobs_java_options]))
+    return merged
+
+
+def driver_jvm_flags(spark) -> list[str]:
+    """The `-XX:` options the driver JVM actually runs with (recorded in run manifests)."""
+    bean = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+    return [str(a) for a in bean.getInputArguments() if str(a).startswith("-XX:")]
 
 
 def _conf_str(value: object) -> str:

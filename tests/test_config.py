@@ -69,3 +69,16 @@ def test_train_select_names_algorithms_checked_before_spark(capsys, tmp_path):
 
     assert main(["train", "--lake", str(tmp_path), "--select", "LogisticRegresion"]) == 2
     assert "unknown algorithm 'LogisticRegresion'" in capsys.readouterr().err
+
+
+def test_python_bound_jobs_get_their_jvm_options_in_local_mode_only():
+    from medspark.session import session_conf
+
+    spark = load_settings(None, ["spark.conf={spark.driver.extraJavaOptions: -Dx=1}"]).spark
+    local = session_conf(spark, "local[2]", None, python_bound=True)
+    assert local["spark.driver.extraJavaOptions"] == "-Dx=1 -XX:TieredStopAtLevel=1"
+    assert session_conf(spark, "local[2]", None)["spark.driver.extraJavaOptions"] == "-Dx=1"
+    cluster = session_conf(spark, "spark://127.0.0.1:7077", None, python_bound=True)
+    assert cluster["spark.driver.extraJavaOptions"] == "-Dx=1"
+    off = load_settings(None, ["spark.python_jobs_java_options="]).spark
+    assert "spark.driver.extraJavaOptions" not in session_conf(off, "local[1]", None, True)

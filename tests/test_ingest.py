@@ -278,3 +278,23 @@ def test_cli_config_errors_name_the_key(capsys, tmp_path):
     assert "ingest.limits.max_file_bytez" in capsys.readouterr().err
     assert main(["ingest", "--input", str(tmp_path / "nope"), "--lake", str(tmp_path)]) == 2
     assert "input not found" in capsys.readouterr().err
+
+
+def test_cli_ingest_runs_its_own_jvm_with_the_python_job_options(sample_dir, tmp_path):
+    """`medspark ingest` launches the driver JVM itself, with the C1-only JIT of jobs whose
+    work runs in Python workers, and its manifest records the flags the JVM really got."""
+    import subprocess
+    import sys
+
+    src = tmp_path / "in"
+    shutil.copytree(sample_dir / "images" / "png", src)
+    env = {**os.environ, "MEDSPARK_PSEUDONYM_KEY": "medspark-test-key"}
+    out = subprocess.run(
+        [sys.executable, "-m", "medspark.cli", "ingest", "--input", str(src), "--lake",
+         str(tmp_path / "lake"), "--json", "--set", "spark.log_level=ERROR"],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    manifest = json.loads(out.stdout[out.stdout.index("{"):])
+    assert "-XX:TieredStopAtLevel=1" in manifest["spark"]["driver_jvm_flags"]
+    assert manifest["counts"]["all_files_accounted"]
+    assert manifest["counts"]["files_cataloged"] == len(list(src.iterdir()))

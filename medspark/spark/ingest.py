@@ -33,6 +33,7 @@ from medspark.schema import (
     QUARANTINE_FIELDS,
     SUMMARY_ROW,
 )
+from medspark.session import driver_jvm_flags
 from medspark.spark.listing import (
     InputSpec,
     list_files,
@@ -245,7 +246,8 @@ def run_ingest(spark: SparkSession, settings: Settings, request: IngestRequest,
         "ingest_date": ingest_date.isoformat(),
         "config": settings_dict(settings),
         "versions": library_versions(),
-        "spark": {"master": spark.sparkContext.master, "version": spark.version},
+        "spark": {"master": spark.sparkContext.master, "version": spark.version,
+                  "driver_jvm_flags": driver_jvm_flags(spark)},
         "counts": _counts(spark, lake, ingest_date, summary, files_listed, files_skipped),
         "pixel_writer": "worker" if worker_tables else "spark",
     }
