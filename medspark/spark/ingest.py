@@ -147,18 +147,26 @@ def _worker_staging(spark: SparkSession, request: IngestRequest, settings: Setti
 
 def _listings(spark: SparkSession, settings: Settings, request: IngestRequest,
               specs: list[InputSpec], listing_dir: str | None
-              ) -> tuple[list[DataFrame], list[DataFrame]]:
-    """Listing frames of the inputs: (read by the Python workers, shipped by the JVM)."""
-    python_listing, jvm_listing = [], []
+              ) -> tuple[DataFrame | None, int | None, list[DataFrame]]:
+    """Listing frames of the inputs: files the Python workers read (deduplicated, with their
+    count when the driver knows it) and frames whose bytes the JVM ships."""
+    python_listing, jvm_listing, counts = [], [], []
     for spec in specs:
         if _read_mode(settings, spec) != "python":
             jvm_listing.append(list_files(spark, spec, with_content=True))
         elif listing_dir and python_listable(spec):
-            python_listing.append(list_local_files(spark, spec, listing_dir))
+            frame, count = list_local_files(spark, spec, listing_dir)
+            python_listing.append(frame)
+            counts.append(count)
         else:
             python_listing.append(list_files(spark, spec))
     python_listing += [list_from_file(spark, path) for path in request.input_lists]
-    return python_listing, jvm_listing
+    if not python_listing:
+        return None, None, jvm_listing
+    if len(python_listing) == 1 and counts:  # one directory walk: no duplicates, count known
+        return python_listing[0], counts[0], jvm_listing
+    listing = reduce(DataFrame.unionByName, python_listing).dropDuplicates(["path"])
+    return listing, None, jvm_listing
 
 
 def run_ingest(spark: SparkSession, settings: Settings, request: IngestRequest,
@@ -186,7 +194,7 @@ def run_ingest(spark: SparkSession, settings: Settings, request: IngestRequest,
         if worker_tables else None
     try:
         listing_dir = local_path(lake.staging_path(run_id, "listing")) if worker_tables else None
-        python_listing, jvm_listing = _listings(spark, settings, request, specs, listing_dir)
+        listing, listed, jvm_listing = _listings(spark, settings, request, specs, listing_dir)
         known = _previously_ingested(spark, lake, ingest_date) if cfg.incremental else None
         ctx = IngestContext(
             limits=Limits(**cfg.limits.model_dump()),
@@ -199,9 +207,8 @@ def run_ingest(spark: SparkSession, settings: Settings, request: IngestRequest,
         out_schema = SUMMARY_ROW if staging else INGEST_ROW
         parts: list[DataFrame] = []
         files_listed = files_skipped = 0
-        if python_listing:
-            listing = reduce(DataFrame.unionByName, python_listing).dropDuplicates(["path"])
-            listed = listing.count()
+        if listing is not None:
+            listed = listing.count() if listed is None else listed
             todo = _skip_known(listing, known)
             n_todo = todo.count() if known is not None else listed
             files_listed += listed

@@ -154,27 +154,32 @@ LISTING_ARROW = pa.schema([
 
 
 def list_local_files(spark: SparkSession, spec: InputSpec, folder: str,
-                     batch_rows: int = 50_000) -> DataFrame:
+                     batch_rows: int = 50_000) -> tuple[DataFrame, int]:
     """List a local input in the driver, streamed into a Parquet file under `folder`, and read
     it back as the listing DataFrame.
 
     A directory walk costs microseconds per file where Spark's `binaryFile` index costs two
     distributed jobs; streaming in batches keeps the driver's memory flat however many files
-    there are. Zero-byte files are listed like any other.
+    there are. Zero-byte files are listed like any other. Returns the frame and its row count.
     """
     prefix = local_path(spec.root).rstrip("/") + "/"
     os.makedirs(folder, exist_ok=True)
     out = os.path.join(folder, f"listing-{len(os.listdir(folder)):04d}.parquet")
     with pq.ParquetWriter(out, LISTING_ARROW) as writer:
         batch: list[tuple[str, int | None, int | None, str | None]] = []
+        count = 0
         for path, size, mtime in local_files(local_path(spec.uri)):
+            count += 1
             rel = path[len(prefix):] if path.startswith(prefix) else None
             batch.append(("file:" + path, size, mtime, rel))
             if len(batch) >= batch_rows:
                 writer.write_table(_listing_table(batch))
                 batch = []
         writer.write_table(_listing_table(batch))
-    return spark.read.parquet("file:" + out)
+    return spark.read.schema(LISTING_SCHEMA).parquet("file:" + out), count
+
+
+LISTING_SCHEMA = "path string, size long, mtime long, relpath string"
 
 
 def _listing_table(batch: list[tuple]) -> pa.Table:
