@@ -1,16 +1,22 @@
-"""The train job: grouped CV model selection over MLlib candidates, refit, held-out evaluation.
+"""The train job: grouped CV model selection over MLlib and scikit-learn candidates, refit,
+held-out evaluation.
 
 Data: `features/feature_set=<hash>/` of a lake (label and patient already in the rows) or any
 Parquet table of numeric features. Rows are split by patient (`train_test_split_grouped`), the
 training split into grouped stratified folds (`grouped_stratified_kfold`); a fold id per group is
 broadcast-joined to the rows and each fold is a DataFrame filter. The missing-value plan is
 fitted on the training rows of each fold (and finally of the whole training split) on the driver
-and applied by Spark (`mapInPandas`; `applyInPandas` per group for interpolation). Output:
+and applied by Spark (`mapInPandas`; `applyInPandas` per group for interpolation). scikit-learn
+candidates (dotted import paths) get the same imputed fold rows, collected, and are fitted as
+Spark tasks (`medspark.spark.sklearn_train`); both kinds are scored by the same MLlib evaluator.
+Output:
 
-    models/<model_id>/ pipeline/ imputer/ metrics.json leaderboard.parquet metadata.json *.png
+    models/<model_id>/ pipeline/ | sklearn_pipeline.joblib, imputer/ metrics.json
+                       leaderboard.parquet metadata.json *.png
 
-`model_id` = `<algorithm>-<sha256 of config + data fingerprint + seed>[:16]`: deterministic, so
-the same config, data and seed give the same id (the folder is replaced) and the same metrics.
+`model_id` = `<algorithm>-<sha256 of config + data fingerprint + seed>[:16]` (scikit-learn:
+`sklearn-<class name>-...`): deterministic, so the same config, data and seed give the same id
+(the folder is replaced) and the same metrics.
 """
 
 from __future__ import annotations
