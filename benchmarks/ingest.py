@@ -151,6 +151,7 @@ def run_medspark(root: Path, warmup: Path, lake: Path) -> dict:
     jvm_s = time.perf_counter() - start
 
     def ingest(src: Path, dst: Path) -> dict:
+        shutil.rmtree(dst, ignore_errors=True)  # a kept --workdir: ingest afresh, not skip
         request = IngestRequest(inputs=[str(src)], lake=str(dst))
         return run_ingest(spark, settings, request, request.validate(settings))
 
@@ -228,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{(base['cpu_s'] / base['images']) / (full['cpu_s'] / full['images']):.2f}")
 
         quarter = work / "quarter"
+        shutil.rmtree(quarter, ignore_errors=True)
         quarter.mkdir()
         for path in files[: len(files) // 4]:
             os.link(path, quarter / f"{path.parent.name}_{path.name}")

@@ -96,12 +96,14 @@ class IngestSettings(_Strict):
         "snappy on CT pixels (measured: 27% smaller, ~3x less CPU)")
     pixel_writer: Literal["auto", "worker", "spark"] = Field(
         "auto",
-        description="worker: Python workers write pixels/ Parquet files themselves (staged, "
-        "committed by the driver), so pixel bytes never travel through the JVM; spark: the "
-        "pixel rows go through Spark's writer; auto: worker for local lakes",
+        description="worker: Python workers write the catalog/, pixels/ and quarantine/ "
+        "Parquet files themselves (staged, published by the driver), so rows never travel "
+        "through the JVM; spark: the rows go through Spark's writer (any Hadoop URI); auto: "
+        "worker for local lakes",
     )
     batch_bytes: PositiveInt = Field(
-        32 * 1024 * 1024, description="pixel bytes per Arrow batch sent back to the JVM"
+        16 * 1024 * 1024, description="pixel bytes per batch a worker writes (one pixels/ "
+        "file) or sends back to the JVM; 16 MiB measured cheaper than 32 (fewer page faults)"
     )
 
 
