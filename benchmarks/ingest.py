@@ -7,7 +7,9 @@ Generates N single-slice 512x512 16-bit CT DICOM files, then in the same run:
    Parquet files with pyarrow;
 2. medspark: `run_ingest` on a local[2] session;
 
-and prints images/s for both and the ratio (target >= 0.8). Both sides first process 64 other
+and prints images/s for both and the ratio (target >= 0.8). It runs `--rounds` such pairs
+(default 3; medspark in a fresh JVM each time) and prints the median ratio: on a shared machine
+the speed drifts by tens of percent between runs minutes apart. Both sides first process 64 other
 files: the pool's spawn and imports, Spark's JVM start, JIT warm-up and Python worker start are
 timed and printed apart (and in a "with start-ups" ratio). CPU time per image (Linux /proc: the
 pool's workers; the driver, its JVM and the JVM's Python workers) is printed too: on a machine
@@ -26,6 +28,7 @@ import multiprocessing as mp
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -187,11 +190,37 @@ def medspark_in_subprocess(root: Path, lake: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _round(round_no: int, files: list[Path], warm: list[Path], work: Path) -> dict:
+    """One pool run then one medspark run (fresh JVM), printed with their ratios."""
+    base = run_baseline(files, warm, work / "baseline")
+    base_rate = base["images"] / base["seconds"]
+    print(f"[round {round_no}] baseline Pool(2): {base['images']} images in "
+          f"{base['seconds']:.1f}s = {base_rate:.1f} images/s; CPU "
+          f"{1000 * base['cpu_s'] / base['images']:.1f} ms/image (start-up + warm-up "
+          f"{base['startup_s']:.1f}s, not included)")
+    full = medspark_in_subprocess(work / "all", work / "lake-all")
+    rate = full["images"] / full["ingest_s"]
+    print(f"[round {round_no}] medspark local[2]: {full['images']} images in "
+          f"{full['ingest_s']:.1f}s = {rate:.1f} images/s; CPU "
+          f"{1000 * full['cpu_s'] / full['images']:.1f} ms/image (JVM start "
+          f"{full['jvm_start_s']:.1f}s and warm-up {full['startup_s']:.1f}s, not included); "
+          f"every file accounted: {full['accounted']}")
+    with_start = (base["seconds"] + base["startup_s"]) / (
+        full["ingest_s"] + full["startup_s"] + full["jvm_start_s"])
+    cpu = (base["cpu_s"] / base["images"]) / (full["cpu_s"] / full["images"])
+    print(f"[round {round_no}] ratio medspark/pool = {rate / base_rate:.2f} (target >= 0.8); "
+          f"with start-ups {with_start:.2f}; CPU per image pool/medspark = {cpu:.2f}")
+    return {**full, "_ratios": (rate / base_rate, cpu)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--workdir", help="keep data here (default: a temp dir, removed)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="pool/medspark pairs to run; the median ratio is printed (a shared "
+                        "machine's speed drifts between runs)")
     parser.add_argument("--medspark-only", nargs=3, metavar=("ROOT", "WARMUP", "LAKE"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -199,8 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         root, warmup, lake = map(Path, args.medspark_only)
         print(json.dumps(run_medspark(root, warmup, lake)))
         return 0
-    if args.files < 8:
-        parser.error("--files must be >= 8")
+    if args.files < 8 or args.rounds < 1:
+        parser.error("--files must be >= 8 and --rounds >= 1")
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="medspark-bench-"))
     try:
@@ -210,23 +239,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"generated {len(files)} CT files of {args.size}x{args.size} (+{len(warm)} for "
               f"warm-up) in {time.perf_counter() - start:.1f}s under {work}")
 
-        base = run_baseline(files, warm, work / "baseline")
-        base_rate = base["images"] / base["seconds"]
-        print(f"baseline Pool(2): {base['images']} images in {base['seconds']:.1f}s = "
-              f"{base_rate:.1f} images/s; CPU {1000 * base['cpu_s'] / base['images']:.1f} "
-              f"ms/image (start-up + warm-up {base['startup_s']:.1f}s, not included)")
-
-        full = medspark_in_subprocess(work / "all", work / "lake-all")
-        rate = full["images"] / full["ingest_s"]
-        print(f"medspark local[2]: {full['images']} images in {full['ingest_s']:.1f}s = "
-              f"{rate:.1f} images/s; CPU {1000 * full['cpu_s'] / full['images']:.1f} ms/image "
-              f"(JVM start {full['jvm_start_s']:.1f}s and warm-up {full['startup_s']:.1f}s, "
-              f"not included); every file accounted: {full['accounted']}")
-        with_start = (base["seconds"] + base["startup_s"]) / (
-            full["ingest_s"] + full["startup_s"] + full["jvm_start_s"])
-        print(f"ratio medspark/pool = {rate / base_rate:.2f} (target >= 0.8); with start-ups "
-              f"{with_start:.2f}; CPU per image pool/medspark = "
-              f"{(base['cpu_s'] / base['images']) / (full['cpu_s'] / full['images']):.2f}")
+        ratios = []
+        for round_no in range(1, args.rounds + 1):
+            full = _round(round_no, files, warm, work)
+            ratios.append(full.pop("_ratios"))
+        if args.rounds > 1:
+            wall, cpu = (statistics.median(r[i] for r in ratios) for i in (0, 1))
+            print(f"median of {args.rounds} rounds: ratio medspark/pool = {wall:.2f} (target >= "
+                  f"0.8); CPU per image pool/medspark = {cpu:.2f}; rounds: "
+                  + ", ".join(f"{w:.2f}" for w, _ in ratios))
 
         quarter = work / "quarter"
         shutil.rmtree(quarter, ignore_errors=True)
