@@ -60,6 +60,7 @@ def run_medspark(table: Path, lake: Path) -> dict:
     settings = load_settings(None, overrides)
     start = time.perf_counter()
     spark = build_session(settings.spark, conf={"spark.ui.enabled": "false",
+                                                "spark.ui.showConsoleProgress": "false",
                                                 "spark.driver.memory": "4g"})
     spark.range(1).count()
     jvm_s = time.perf_counter() - start
