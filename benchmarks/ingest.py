@@ -57,23 +57,13 @@ def generate(root: Path, n_files: int, size: int) -> list[Path]:
     return files
 
 
-def _arrow_type(column: str) -> pa.DataType:
-    """Arrow type of a catalog column, from the Spark schema ingest writes."""
-    from pyspark.sql.pandas.types import to_arrow_type
-
-    from medspark.schema import CATALOG
-
-    return to_arrow_type(CATALOG[column].dataType)
-
-
 def _baseline_chunk(args: tuple[int, list[str], str]) -> int:
     """One Pool task: decode a chunk of files and write its pixels/catalog Parquet files."""
     from medspark.config import IngestSettings
     from medspark.ingest.records import IngestContext, file_rows
-    from medspark.ingest.staged import write_pixel_file
+    from medspark.ingest.staged import CATALOG_ARROW, write_pixel_file
     from medspark.io.types import Limits
     from medspark.privacy.pseudonym import resolve_key
-    from medspark.schema import CATALOG_FIELDS
 
     index, paths, out = args
     ctx = IngestContext(limits=Limits(), key=resolve_key(False), max_shift_days=365,
@@ -87,14 +77,9 @@ def _baseline_chunk(args: tuple[int, list[str], str]) -> int:
         source = {"path": "file:" + path, "relpath": None, "size": st.st_size,
                   "mtime": None}
         rows.extend(r for r in file_rows(source, data, ctx, pseudo) if r["kind"] == "plane")
-    catalog_cols = [f.name for f in CATALOG_FIELDS if f.name not in ("label", "ingest_date")]
     write_pixel_file(rows, f"{out}/pixels", IngestSettings().pixels_compression)
     # the same catalog columns as ingest writes, the header map included
-    catalog = pa.Table.from_pylist(
-        [{c: r.get(c) for c in catalog_cols} for r in rows],
-        schema=pa.schema([pa.field(c, pa.map_(pa.string(), pa.string()))
-                          if c == "attributes" else pa.field(c, _arrow_type(c))
-                          for c in catalog_cols]))
+    catalog = pa.Table.from_pylist(rows, schema=CATALOG_ARROW)
     pq.write_table(catalog, f"{out}/catalog/part-{index:05d}.parquet")
     return len(rows)
 

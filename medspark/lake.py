@@ -117,16 +117,6 @@ class Lake:
             pq.write_table(schema.empty_table(), os.path.join(target, "part-empty.parquet"))
         return files
 
-    def iter_batches(self, table: str, ingest_date: dt.date, columns: list[str]):
-        """Record batches of some columns of one local partition, file by file."""
-        import pyarrow.parquet as pq
-
-        folder = local_path(self.partition_path(table, ingest_date))
-        for name in sorted(os.listdir(folder)):
-            if name.endswith(".parquet") and not name.startswith((".", "_")):
-                yield from pq.ParquetFile(os.path.join(folder, name)).iter_batches(
-                    columns=columns)
-
     def drop_staging(self, run_id: str) -> None:
         shutil.rmtree(local_path(f"{self.root}/_staging/{run_id}"), ignore_errors=True)
         with contextlib.suppress(OSError):  # remove _staging/ once no run uses it

@@ -47,7 +47,7 @@ def test_workers_write_catalog_pixels_quarantine_and_return_counts(tmp_path):
     counts = {(k, e): (r, f, lab) for k, e, r, f, lab in out.itertuples(index=False)}
     assert counts == {("plane", None): (1, 1, 1), ("error", "not_dicom"): (1, 1, 0)}
     catalog = pq.read_table(staging.catalog).to_pandas()
-    assert list(catalog.columns) == staging.catalog_arrow().names
+    assert list(catalog.columns) == staging.catalog_arrow.names
     assert (catalog.label.tolist(), catalog.grade.tolist()) == ([1], ["high"])
     assert catalog.source_size.tolist() == [good.stat().st_size]  # NaN size filled in
     pixels = pq.read_table(staging.pixels).to_pandas()

@@ -35,7 +35,7 @@ class IngestContext:
     key: bytes
     max_shift_days: int
     run_id: str
-    batch_bytes: int = 32 * 1024 * 1024
+    batch_bytes: int = 16 * 1024 * 1024  # as ingest.batch_bytes
     staging: Staging | None = None  # set: workers write the tables' files themselves
 
     def pseudonymizer(self) -> Pseudonymizer:

@@ -14,22 +14,15 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from medspark.schema import CATALOG_FIELDS, QUARANTINE_FIELDS, SUMMARY_ROW
+from medspark.schema import CATALOG_FIELDS, PIXEL_FIELDS, QUARANTINE_FIELDS, SUMMARY_ROW
 
-PIXEL_ARROW = pa.schema([
-    pa.field("image_id", pa.string(), nullable=False),
-    pa.field("height", pa.int32(), nullable=False),
-    pa.field("width", pa.int32(), nullable=False),
-    pa.field("channels", pa.int32(), nullable=False),
-    pa.field("dtype", pa.string(), nullable=False),
-    pa.field("data", pa.binary(), nullable=False),
-])
 SUMMARY_COLUMNS = [f.name for f in SUMMARY_ROW.fields]
 
 
@@ -41,14 +34,16 @@ def arrow_schema(fields) -> pa.Schema:
     return to_arrow_schema(StructType(list(fields)))
 
 
+CATALOG_ARROW = arrow_schema(CATALOG_FIELDS)  # label columns are appended per run
+PIXEL_ARROW = arrow_schema(PIXEL_FIELDS)
 QUARANTINE_ARROW = arrow_schema(QUARANTINE_FIELDS)
 
 
 def label_arrow_fields(table: pd.DataFrame, columns: list[str]) -> list[pa.Field]:
     """Arrow fields of a label table's columns (timestamps in µs: Spark reads no ns)."""
     fields = []
-    for name in columns:
-        typ = pa.Schema.from_pandas(table[[name]], preserve_index=False).field(name).type
+    for f in pa.Schema.from_pandas(table[columns], preserve_index=False):
+        name, typ = f.name, f.type
         if pa.types.is_timestamp(typ):
             typ = pa.timestamp("us", tz=typ.tz)
         elif pa.types.is_null(typ):
@@ -108,9 +103,10 @@ class Staging:
     labels: LabelLookup
     compression: str = "zstd"
 
+    @cached_property
     def catalog_arrow(self) -> pa.Schema:
-        base = arrow_schema(CATALOG_FIELDS)
-        return pa.schema(list(base) + self.labels.fields)
+        """The catalog's schema with this run's label columns (built once per worker)."""
+        return pa.schema(list(CATALOG_ARROW) + self.labels.fields)
 
 
 def staged_name(keys: Iterable[str]) -> str:
@@ -149,7 +145,7 @@ def stage_rows(rows: list[dict[str, Any]], staging: Staging) -> pd.DataFrame:
     if catalog:
         for r in catalog:
             staging.labels.apply(r)
-        write_staged(pa.Table.from_pylist(catalog, schema=staging.catalog_arrow()),
+        write_staged(pa.Table.from_pylist(catalog, schema=staging.catalog_arrow),
                      staging.catalog, staged_name(r["image_id"] for r in catalog))
     if errors:
         write_staged(pa.Table.from_pylist(errors, schema=QUARANTINE_ARROW),

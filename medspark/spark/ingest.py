@@ -274,7 +274,7 @@ def _write_by_workers(rows: DataFrame, staging: Staging, lake: Lake, ingest_date
     groups = rows.groupBy("kind", "error_class").agg(
         *[F.sum(c).alias(c) for c in ("rows", "files", "labelled")]).collect()
     log.info("ingest %s: publishing the staged files", run_id)
-    lake.commit_staged(staging.catalog, "catalog", ingest_date, staging.catalog_arrow())
+    lake.commit_staged(staging.catalog, "catalog", ingest_date, staging.catalog_arrow)
     lake.commit_staged(staging.quarantine, "quarantine", ingest_date, QUARANTINE_ARROW)
     lake.commit_staged(staging.pixels, "pixels", ingest_date, PIXEL_ARROW)
     return _summary([g.asDict() for g in groups])
