@@ -46,12 +46,12 @@ class SparkSettings(_Strict):
     )
     log_level: Literal["ALL", "DEBUG", "INFO", "WARN", "ERROR", "OFF"] = "WARN"
     python_jobs_java_options: str = Field(
-        "-XX:TieredStopAtLevel=1",
+        "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
         description="local mode: extra driver JVM options for jobs whose work runs in Python "
-        "workers (ingest, masks, preprocess, features). There the JVM only orchestrates, and "
-        "the optimising (C2) JIT would spend seconds of CPU compiling code that never pays "
-        "back, on cores the workers need. Empty: none. JVM-heavy jobs (train, predict) keep "
-        "the full JIT.")
+        "workers (ingest, masks, preprocess, features). There the JVM only orchestrates: the "
+        "optimising (C2) JIT would spend seconds of CPU compiling code that never pays back, "
+        "and G1's concurrent GC threads CPU, on cores the workers need. Empty: none. "
+        "JVM-heavy jobs (train, predict) keep the full JIT and G1.")
 
 
 class LimitsSettings(_Strict):

@@ -76,7 +76,8 @@ def test_python_bound_jobs_get_their_jvm_options_in_local_mode_only():
 
     spark = load_settings(None, ["spark.conf={spark.driver.extraJavaOptions: -Dx=1}"]).spark
     local = session_conf(spark, "local[2]", None, python_bound=True)
-    assert local["spark.driver.extraJavaOptions"] == "-Dx=1 -XX:TieredStopAtLevel=1"
+    assert local["spark.driver.extraJavaOptions"] == \
+        "-Dx=1 -XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
     assert session_conf(spark, "local[2]", None)["spark.driver.extraJavaOptions"] == "-Dx=1"
     cluster = session_conf(spark, "spark://127.0.0.1:7077", None, python_bound=True)
     assert cluster["spark.driver.extraJavaOptions"] == "-Dx=1"

@@ -295,6 +295,7 @@ def test_cli_ingest_runs_its_own_jvm_with_the_python_job_options(sample_dir, tmp
         capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     manifest = json.loads(out.stdout[out.stdout.index("{"):])
-    assert "-XX:TieredStopAtLevel=1" in manifest["spark"]["driver_jvm_flags"]
+    flags = manifest["spark"]["driver_jvm_flags"]
+    assert "-XX:TieredStopAtLevel=1" in flags and "-XX:+UseSerialGC" in flags
     assert manifest["counts"]["all_files_accounted"]
     assert manifest["counts"]["files_cataloged"] == len(list(src.iterdir()))

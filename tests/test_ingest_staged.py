@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 
@@ -60,6 +61,25 @@ def test_workers_write_catalog_pixels_quarantine_and_return_counts(tmp_path):
     again = pd.concat(list(process_batches([_listing([good, bad])], ctx)))
     assert again.equals(out)
     assert len(os.listdir(staging.catalog)) == len(os.listdir(staging.pixels)) == 1
+
+
+def test_a_task_freezes_what_lived_before_it_out_of_its_collections(tmp_path):
+    """pyspark runs a full collection after every task; objects alive before the task (here a
+    stand-in for modules and caches) are frozen, objects the task makes stay collectable."""
+    good = tmp_path / "ct.dcm"
+    pydicom.dcmread(get_testdata_file("CT_small.dcm", download=False)).save_as(good)
+    ctx = IngestContext(limits=Limits(), key=b"k" * 32, max_shift_days=30, run_id="r",
+                        staging=_staging(tmp_path / "stage", LabelLookup.empty()))
+    gc.unfreeze()
+    try:
+        long_lived = [[i] for i in range(1000)]
+        assert any(o is long_lived for o in gc.get_objects())
+        out = next(process_batches([_listing([good])], ctx))
+        assert gc.get_freeze_count() > len(long_lived)
+        assert not any(o is long_lived for o in gc.get_objects())
+        assert any(o is out for o in gc.get_objects())
+    finally:
+        gc.unfreeze()
 
 
 def test_label_regex_is_searched_in_the_path():

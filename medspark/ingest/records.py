@@ -23,6 +23,7 @@ from medspark.lake import is_local, local_path
 from medspark.privacy.profile import scrub
 from medspark.privacy.pseudonym import Pseudonymizer
 from medspark.schema import INGEST_ROW
+from medspark.worker import freeze_long_lived
 
 ROW_COLUMNS = [f.name for f in INGEST_ROW.fields]
 
@@ -193,6 +194,7 @@ def _flush(rows: list[dict[str, Any]], ctx: IngestContext) -> pd.DataFrame:
 def process_batches(batches: Iterable[pd.DataFrame], ctx: IngestContext
                     ) -> Iterator[pd.DataFrame]:
     """`mapInPandas` body: listed files in, ingest rows out, in bounded-size batches."""
+    freeze_long_lived()
     pseudo = ctx.pseudonymizer()
     rows: list[dict[str, Any]] = []
     pending = 0

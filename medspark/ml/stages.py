@@ -47,10 +47,14 @@ MASK_FIELD = StructField("mask", BinaryType())
 
 
 def _worker_setup() -> None:
-    """One OpenCV thread per task: Spark already runs one task per core."""
+    """One OpenCV thread per task (Spark already runs one task per core); long-lived objects
+    frozen out of the task's garbage collections (`medspark.worker`)."""
     import cv2
 
+    from medspark.worker import freeze_long_lived
+
     cv2.setNumThreads(1)
+    freeze_long_lived()
 
 
 def _clean(value: Any, field: StructField) -> Any:

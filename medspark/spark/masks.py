@@ -166,7 +166,9 @@ def _label_planes(batches, pattern: str, replacement: str):
     from medspark.io.read import read_image
     from medspark.io.types import Limits, ReadError
     from medspark.planes import encode_mask
+    from medspark.worker import freeze_long_lived
 
+    freeze_long_lived()
     regex = re.compile(pattern)
     for batch in batches:
         rows = []
