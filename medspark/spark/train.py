@@ -596,7 +596,8 @@ def fit_and_evaluate(spark: SparkSession, data: TrainData, cfg: TrainSettings,
     test_rows = te_all.count()
     x = np.vstack(test_pdf["_x"].to_numpy()) if cfg.task == "clustering" else None
     metrics = test_metrics(test_pdf, cfg.task, data.labels, data.group, cfg, x)
-    fingerprint = data_fingerprint(data.frame)
+    # from the cached frame (the same rows: every group has a fold) instead of re-reading
+    fingerprint = data_fingerprint(framed.select(*data.frame.columns))
     config_doc = cfg.model_dump(mode="json")
     hashed = cfg.model_dump(mode="json", exclude={"sklearn_max_rows"})  # no effect on results
     model_id = (f"{model_name(best['algorithm'])}-"
