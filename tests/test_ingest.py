@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pydicom
 import pytest
 
-from medspark.config import load_settings
+from medspark.config import ConfigError, load_settings
 from medspark.privacy.pseudonym import resolve_key
 from medspark.spark.ingest import IngestRequest, run_ingest
 
@@ -299,3 +299,13 @@ def test_cli_ingest_runs_its_own_jvm_with_the_python_job_options(sample_dir, tmp
     assert "-XX:TieredStopAtLevel=1" in flags and "-XX:+UseSerialGC" in flags
     assert manifest["counts"]["all_files_accounted"]
     assert manifest["counts"]["files_cataloged"] == len(list(src.iterdir()))
+
+
+@pytest.mark.parametrize("writer", ["worker", "spark"])
+def test_a_label_column_named_like_an_ingest_column_is_refused_by_either_writer(
+        spark, sample_dir, tmp_path, writer):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("source_path,label,height\nct/series_000/slice_0000.dcm,1,170\n")
+    with pytest.raises(ConfigError, match=r"clash with ingest columns: \['height'\]"):
+        ingest(spark, [sample_dir / "images"], tmp_path / "lake", labels=labels,
+               overrides=[f"ingest.pixel_writer={writer}"])

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from functools import reduce
 
+import pandas as pd
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -26,7 +27,6 @@ from medspark.io.types import Limits
 from medspark.lake import TABLES, Lake, is_local, local_path, new_run_id
 from medspark.privacy.pseudonym import Pseudonymizer, resolve_key
 from medspark.schema import (
-    CATALOG,
     CATALOG_FIELDS,
     INGEST_ROW,
     PIXEL_FIELDS,
@@ -118,27 +118,30 @@ def _label_frame(spark, request: IngestRequest, settings: Settings, pseudo: Pseu
         return rows, ["label"]
     if not request.labels:
         return rows.withColumn("label", F.lit(None).cast("string")), ["label"]
-    table, join_col = prepare_labels(request.labels, pseudo, settings.ingest.label_key)
-    clash = [c for c in table.columns if c != join_col and c in rows.columns]
-    if clash:
-        raise ConfigError(f"{request.labels}: label columns clash with catalog columns: {clash}")
+    table, join_col = _label_table(request, settings, pseudo)
     labels = spark.createDataFrame(table).withColumnRenamed(join_col, "_label_key")
     joined = rows.join(F.broadcast(labels), rows[join_col] == labels["_label_key"], "left")
     return joined.drop("_label_key"), [c for c in table.columns if c != join_col]
 
 
-def _worker_staging(spark: SparkSession, request: IngestRequest, settings: Settings,
-                    pseudo: Pseudonymizer, lake: Lake, run_id: str) -> Staging:
+def _label_table(request: IngestRequest, settings: Settings, pseudo: Pseudonymizer
+                 ) -> tuple[pd.DataFrame, str]:
+    """The `--labels` table and its join column; its label columns must not reuse an ingest
+    row's column name (the same rule whichever writer runs)."""
+    table, join_col = prepare_labels(request.labels, pseudo, settings.ingest.label_key)
+    clash = [c for c in table.columns if c != join_col and c in INGEST_ROW.names]
+    if clash:
+        raise ConfigError(f"{request.labels}: label columns clash with ingest columns: {clash}")
+    return table, join_col
+
+
+def _worker_staging(request: IngestRequest, settings: Settings, pseudo: Pseudonymizer,
+                    lake: Lake, run_id: str) -> Staging:
     """Staging folders and the label lookup for worker-written tables."""
     if request.label_from_path:
         labels = LabelLookup.from_regex(request.label_from_path)
     elif request.labels:
-        table, join_col = prepare_labels(request.labels, pseudo, settings.ingest.label_key)
-        clash = [c for c in table.columns if c != join_col and c in CATALOG.names]
-        if clash:
-            raise ConfigError(f"{request.labels}: label columns clash with catalog columns: "
-                              f"{clash}")
-        labels = LabelLookup.from_table(table, join_col)
+        labels = LabelLookup.from_table(*_label_table(request, settings, pseudo))
     else:
         labels = LabelLookup.empty()
     return Staging(**{t: local_path(lake.staging_path(run_id, t)) for t in TABLES},
@@ -190,7 +193,7 @@ def run_ingest(spark: SparkSession, settings: Settings, request: IngestRequest,
     if worker_tables and not is_local(lake.root):
         raise ConfigError("ingest.pixel_writer=worker needs a local (or shared, mounted) lake")
     pseudo = Pseudonymizer(key, settings.privacy.max_shift_days)
-    staging = _worker_staging(spark, request, settings, pseudo, lake, run_id) \
+    staging = _worker_staging(request, settings, pseudo, lake, run_id) \
         if worker_tables else None
     try:
         listing_dir = local_path(lake.staging_path(run_id, "listing")) if worker_tables else None
