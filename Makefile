@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 		{ echo "medspark needs Python >= 3.11 (set PYTHON=...)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,deep]'
 	touch $(STAMP)
 
 # pyradiomics 3.0.1 (the reference the feature tests compare against) only builds without

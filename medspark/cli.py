@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--output", required=True)
     sample.add_argument("--patients", type=int, default=8)
     sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--nights", type=int, default=0,
+                        help="also split the images into N nights of arrivals under "
+                             "<output>/nights/<k>/ (later nights bring new patients)")
 
     ingest = sub.add_parser("ingest", help="ingest image files into the lake")
     ingest.add_argument("--input", dest="inputs", action="append", default=[],
@@ -55,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                        default=[r"^(.*)$", r"\1"],
                        help="label path (relative) -> image source_relpath, e.g. "
                             "'_seg(\\.nii\\.gz)$' '\\1'")
+    masks.add_argument("--date", dest="dates", action="append", default=[], type=_date,
+                       help="also re-rasterise structure sets whose study got planes on this "
+                            "ingest_date (YYYY-MM-DD); repeatable")
     _common(masks)
 
     train = sub.add_parser("train", help="train, select and evaluate a model into models/<id>/")
@@ -64,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--table", help="train on this Parquet table instead of features/")
     train.add_argument("--id-col", help="row id column (default: train.id_col)")
     train.add_argument("--group-col", help="patient/grouping column (default: train.group_col)")
+    train.add_argument("--as-of", metavar="VERSION|TIMESTAMP",
+                       help="train on this version of the features table (a Delta version "
+                            "number or an ISO timestamp), e.g. to reproduce a model")
     train.add_argument("--select", metavar="ALGO[,ALGO...]",
                        help="choose among these algorithms (default parameters) instead of "
                             "train.selection.candidates: MLlib names or scikit-learn import "
@@ -76,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", required=True,
                          help="model id under models/, a path, or 'latest'")
     predict.add_argument("--table", help="score this Parquet table instead of features/")
+    predict.add_argument("--date", dest="dates", action="append", default=[], type=_date,
+                         help="only features of this ingest_date (YYYY-MM-DD); repeatable")
     _common(predict)
 
     for name, text in (("preprocess", "segment + preprocess ingested planes into "
@@ -86,7 +97,19 @@ def build_parser() -> argparse.ArgumentParser:
         job.add_argument("--date", dest="dates", action="append", default=[],
                          type=_date, help="only this ingest_date (YYYY-MM-DD); repeatable")
         _common(job)
+    for module in command_modules():
+        module.add_parser(sub)
     return parser
+
+
+# commands that live in their own module (`add_parser(subparsers)`, `run(args) -> int`)
+COMMAND_MODULES = ("lake", "nightly")
+
+
+def command_modules() -> list:
+    import importlib
+
+    return [importlib.import_module(f"medspark.commands.{name}") for name in COMMAND_MODULES]
 
 
 def _date(text: str) -> dt.date:
@@ -111,6 +134,10 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
     start = time.time()
     summary = generate_sample(args.output, patients=args.patients, seed=args.seed)
+    if args.nights:
+        from medspark.sample import split_nights
+
+        summary["nights"] = [str(p) for p in split_nights(args.output, args.nights)]
     print(f"sample written to {args.output} in {time.time() - start:.1f}s")
     print(summary)
     return 0
@@ -155,7 +182,8 @@ def ingest_summary(manifest: dict) -> str:
         f"  time                 {manifest['duration_s']:.1f}s"
         + (f" (+{manifest['jvm_start_s']:.1f}s JVM start)" if "jvm_start_s" in manifest else ""),
     ]
-    lines += [f"  {name:<20} {path}" for name, path in manifest["outputs"].items()]
+    lines += [f"  {name:<20} {out['table']} (version {out.get('version')}, "
+              f"{out.get('rows', 0)} rows added)" for name, out in manifest["outputs"].items()]
     lines.append(f"  manifest             {manifest['manifest_path']}")
     return "\n".join(lines)
 
@@ -200,10 +228,13 @@ def _cmd_masks(args: argparse.Namespace) -> int:
         manifest = run_label_masks(spark, settings, args.lake, args.label_images, args.source,
                                    *args.rewrite)
     else:
-        manifest = run_masks(spark, settings, args.lake, key)
+        manifest = run_masks(spark, settings, args.lake, key, args.dates or None)
     print(json.dumps(manifest, indent=2, default=str) if args.json else
           f"masks run {manifest['run_id']}: {manifest['counts']}\n"
-          f"  masks {manifest['outputs']['masks']}\n  manifest {manifest['manifest_path']}")
+          + "".join(f"  {name} {out['table']} (version {out.get('version')}, "
+                    f"{out.get('rows', 0)} rows added)\n"
+                    for name, out in manifest["outputs"].items())
+          + f"  manifest {manifest['manifest_path']}")
     return 0
 
 
@@ -219,12 +250,13 @@ def _cmd_models(args: argparse.Namespace) -> int:
         from medspark.spark.train import run_train
 
         manifest = run_train(spark, settings, args.lake, table=args.table, label=args.label,
-                             task=args.task, id_col=args.id_col, group_col=args.group_col)
+                             task=args.task, id_col=args.id_col, group_col=args.group_col,
+                             as_of=args.as_of)
     else:
         from medspark.spark.predict import run_predict
 
         manifest = run_predict(spark, settings, args.lake, _model_arg(args.lake, args.model),
-                               table=args.table)
+                               table=args.table, dates=args.dates or None)
     if args.json:
         print(json.dumps(manifest, indent=2, default=str))
     else:
@@ -300,8 +332,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("py4j", "pyspark"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
+    handlers = {**COMMANDS, **{m.__name__.rsplit(".", 1)[1]: m.run
+                               for m in command_modules()}}
     try:
-        return COMMANDS[args.command](args)
+        return handlers[args.command](args)
     except ConfigError as e:
         print(f"medspark {args.command}: configuration error:\n{e}", file=sys.stderr)
         return 2

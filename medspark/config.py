@@ -15,12 +15,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PositiveFloat,
     PositiveInt,
     ValidationError,
     model_validator,
 )
 
 from medspark.models.config import TrainSettings
+from medspark.nightly.config import NightlySettings
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "local.yaml"
 
@@ -60,6 +62,9 @@ class LimitsSettings(_Strict):
     max_file_bytes: PositiveInt = 2 * 1024**3
     max_pixels_per_plane: PositiveInt = 64 * 1024 * 1024
     max_planes_per_file: PositiveInt = 4096
+    read_timeout_s: PositiveFloat = Field(
+        120.0, description="longest a worker waits to read one source file (a hung mount or "
+        "object store); the file is then quarantined as read_timeout and the job goes on")
 
 
 class PrivacySettings(_Strict):
@@ -143,6 +148,11 @@ class FeatureSettings(_Strict):
         "(whole plane when there are none); table: masks/source=<mask_source>")
     mask_source: str | None = None
     modalities: list[str] = Field(default_factory=list, description="empty: every modality")
+    max_matrix_bytes: PositiveInt = Field(
+        256 * 1024**2, description="memory budget of one texture family's grey-level matrices "
+        "per plane (= medspark.features.MAX_MATRIX_BYTES); over it (GLCM above ~1600 grey "
+        "levels, NGTDM's pairwise features above ~2300 at the default) those features are NaN "
+        "and feature_warnings says 'over_matrix_budget: <family> needs N bytes > ...'")
 
     @model_validator(mode="after")
     def _valid(self) -> FeatureSettings:
@@ -164,6 +174,7 @@ class Settings(_Strict):
     imaging: ImagingSettings = Field(default_factory=ImagingSettings)
     features: FeatureSettings = Field(default_factory=FeatureSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
+    nightly: NightlySettings = Field(default_factory=NightlySettings)
 
 
 # Sections whose keys themselves contain dots (`--set spark.conf.spark.executor.cores=4`).

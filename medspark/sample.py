@@ -531,3 +531,34 @@ def generate_sample(output: str | Path, patients: int = 8, seed: int = 0,
         "phi": "phi.json",
         "masks": masks,
     }
+
+
+def split_nights(sample: str | Path, nights: int) -> list[Path]:
+    """Split a sample's images into what a PACS export receives night by night:
+    `<sample>/nights/<k>/` holds the files arriving on night k (relative paths as under
+    `images/`). The CT series (with their RTSTRUCT/SEG) are cut into `nights` consecutive
+    groups, so later nights bring new patients; every other file arrives on night 1.
+    Files are hard links where the filesystem allows (copies otherwise)."""
+    import os
+    import shutil
+
+    if nights < 1:
+        raise ConfigError("--nights must be at least 1")
+    images = Path(sample) / "images"
+    series = sorted(p.name for p in (images / "ct").iterdir() if p.is_dir())
+    if len(series) < nights:
+        raise ConfigError(f"{len(series)} CT series cannot be split into {nights} nights")
+    night_of = {name: min(nights, 1 + i * nights // len(series))
+                for i, name in enumerate(series)}
+    out = [Path(sample) / "nights" / str(k) for k in range(1, nights + 1)]
+    for path in sorted(p for p in images.rglob("*") if p.is_file()):
+        rel = path.relative_to(images)
+        owner = next((s for s in series if rel.parts[:2] == ("ct", s)
+                      or rel.name.startswith(f"{s}_")), None)
+        target = out[night_of[owner] - 1 if owner else 0] / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copy2(path, target)
+    return out

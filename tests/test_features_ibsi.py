@@ -5,7 +5,7 @@ as they are (IBSI: no discretisation). With ``binWidth=1`` pyradiomics' 0-aligne
 exactly those levels, because the ROI minimum is 1 in the whole ROI and in every slice.
 
 * Statistics / intensity histogram: IBSI computes them over the whole 3D ROI, so the ROI voxels
-  of all slices are pooled into :func:`medspark.features.firstorder.compute`. pyradiomics'
+  of all slices are pooled into :func:`medspark.features.firstorder.statistics`. pyradiomics'
   ``Kurtosis`` is IBSI's excess kurtosis + 3.
 * Texture: the CSV has "2D" values (features of each axial slice, averaged over slices; for
   GLCM/GLRLM also over the 4 in-plane directions), which is what :func:`extract` of each slice,
@@ -26,7 +26,7 @@ import pytest
 
 from medspark.features import extract
 from medspark.features.discretize import discretize
-from medspark.features.firstorder import compute as firstorder
+from medspark.features.firstorder import statistics as firstorder
 
 DATA = Path(__file__).parent / "data" / "ibsi_digital_phantom"
 TEXTURE = ("glcm", "glrlm", "glszm", "gldm", "ngtdm")

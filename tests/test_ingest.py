@@ -9,11 +9,12 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import pydicom
 import pytest
+from lake_io import history, read_table
 
 from medspark.config import ConfigError, load_settings
+from medspark.lake import Lake
 from medspark.privacy.pseudonym import resolve_key
 from medspark.spark.ingest import IngestRequest, run_ingest
 
@@ -31,7 +32,7 @@ def ingest(spark, inputs, lake, *, overrides=(), input_lists=(), labels=None, re
 
 
 def table(lake, name, day=DAY):
-    return pq.read_table(Path(lake) / name / f"ingest_date={day.isoformat()}").to_pandas()
+    return read_table(lake, name, ingest_date=day)
 
 
 def all_files(root: Path) -> set[str]:
@@ -146,16 +147,26 @@ def test_no_phi_in_any_output(sample_lake, sample_dir):
     assert not leaked_raw, f"PHI bytes in Parquet files: {leaked_raw[:5]}"
 
 
-def test_rerun_same_day_gives_same_ids_without_duplicates(spark, sample_lake, sample_dir):
+def test_rerun_same_day_commits_nothing_new(spark, sample_lake, sample_dir):
     lake, first = sample_lake
     before, q_before = table(lake, "catalog"), table(lake, "quarantine")
+    versions = {t: len(history(lake, t)) for t in ("catalog", "pixels", "quarantine")}
     second = ingest(spark, [sample_dir / "images"], lake, labels=sample_dir / "labels.csv")
+    # forced re-ingest: decoded again, and every row found already committed
+    forced = ingest(spark, [sample_dir / "images"], lake, labels=sample_dir / "labels.csv",
+                    overrides=["ingest.incremental=false"])
     after, q_after = table(lake, "catalog"), table(lake, "quarantine")
     assert sorted(before.image_id) == sorted(after.image_id)
-    assert after.image_id.is_unique
+    assert after.image_id.is_unique and table(lake, "pixels").image_id.is_unique
     assert sorted(q_before.source_path) == sorted(q_after.source_path)
-    assert second["counts"]["rows"] == first["counts"]["rows"]
-    assert second["run_id"] != first["run_id"]
+    assert second["counts"]["files_skipped_already_ingested"] == second["counts"][
+        "files_listed"]
+    assert second["counts"]["rows"] == {"catalog": 0, "pixels": 0, "quarantine": 0}
+    assert forced["counts"]["rows"] == {"catalog": 0, "pixels": 0, "quarantine": 0}
+    assert forced["counts"]["rows_already_present"] == first["counts"]["rows"]
+    assert forced["counts"]["all_files_accounted"] is True
+    assert {t: len(history(lake, t)) for t in versions} == versions  # no new commit
+    assert len({second["run_id"], forced["run_id"], first["run_id"]}) == 3
 
 
 def test_next_day_run_skips_already_ingested(spark, sample_lake, sample_dir):
@@ -165,8 +176,8 @@ def test_next_day_run_skips_already_ingested(spark, sample_lake, sample_dir):
     counts = manifest["counts"]
     assert counts["files_skipped_already_ingested"] == counts["files_listed"]
     assert counts["rows"]["catalog"] == 0 and counts["all_files_accounted"] is True
-    whole = spark.read.parquet(str(Path(lake) / "catalog"))
-    assert whole.count() == whole.select("image_id").distinct().count()
+    whole = read_table(lake, "catalog")
+    assert whole.image_id.is_unique
 
 
 def test_limits_send_files_to_quarantine(spark, sample_dir, tmp_path):
@@ -224,12 +235,13 @@ def test_jvm_read_mode_matches_python_mode(spark, sample_dir, tmp_path):
         assert ta.astype(object).where(ta.notna(), None).equals(
             tb.astype(object).where(tb.notna(), None)), name
         fields_a, fields_b = ([(f.name, f.dataType) for f in
-                               spark.read.parquet(str(tmp_path / d / name)).schema]
+                               Lake(str(tmp_path / d)).read(spark, name).schema]
                               for d in ("a", "b"))
         assert fields_a == fields_b, name
     assert table(tmp_path / "a", "catalog").label.notna().sum() == a["counts"][
         "labelled_catalog_rows"] > 0
     assert not (tmp_path / "a" / "_staging").exists()
+    assert not list((tmp_path / "a").glob("*/_stage/*"))
 
 
 def test_pydicom_bundled_files_all_ingest(spark, tmp_path):

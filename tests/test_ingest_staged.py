@@ -42,7 +42,7 @@ def test_workers_write_catalog_pixels_quarantine_and_return_counts(tmp_path):
                                     "source_relpath")
     staging = _staging(tmp_path / "stage", labels)
     ctx = IngestContext(limits=Limits(), key=b"k" * 32, max_shift_days=30, run_id="r",
-                        staging=staging)
+                        staging=staging, labels=labels)
     out = pd.concat(list(process_batches([_listing([good, bad])], ctx)))
 
     counts = {(k, e): (r, f, lab) for k, e, r, f, lab in out.itertuples(index=False)}

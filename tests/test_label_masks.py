@@ -7,8 +7,8 @@ import datetime as dt
 import cv2
 import nibabel as nib
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
+from lake_io import read
 
 from medspark.config import ConfigError, load_settings
 from medspark.planes import decode_mask
@@ -50,8 +50,8 @@ def dataset(spark, tmp_path_factory):
 def test_label_images_become_masks_per_plane_and_value(spark, dataset):
     manifest = run_label_masks(spark, load_settings(None), str(dataset["lake"]),
                                str(dataset["labels"]), "manual", *REWRITE)
-    masks = pq.read_table(manifest["outputs"]["masks"]).to_pandas()
-    catalog = pq.read_table(str(dataset["lake"] / "catalog")).to_pandas().set_index("image_id")
+    masks = read(manifest["outputs"]["masks"])
+    catalog = read(dataset["lake"] / "catalog").set_index("image_id")
     masks["relpath"] = catalog.loc[masks.image_id, "source_relpath"].to_numpy()
     masks["plane"] = catalog.loc[masks.image_id, "plane_index"].to_numpy()
     got = {(r.relpath, int(r.plane), r.roi_name): decode_mask(r._asdict(), "data")

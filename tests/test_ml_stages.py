@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import doctest
+from pathlib import Path
+
 import numpy as np
 import pytest
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.classification import LogisticRegression
 from pyspark.ml.feature import VectorAssembler
 
-from medspark.features import extract, feature_names
+import medspark.ml.stages
+from medspark.features import MAX_MATRIX_BYTES, extract, feature_names
 from medspark.ml.stages import FeatureExtractor, ImagePreprocessor, Segmenter
 from medspark.planes import decode_mask, decode_plane, encode_plane
 
@@ -70,7 +74,7 @@ def test_feature_extractor_matches_plain_function(planes):
                           dropPixels=False)
     out = fx.transform(seg.transform(planes)).toPandas()
     names = feature_names(["firstorder", "glcm"])
-    assert list(out.columns[-len(names) - 2:-2]) == names
+    assert list(out.columns[-len(names) - 3:-3]) == names
     row = out.iloc[3].to_dict()
     want = extract(decode_plane(row)[..., 0], decode_mask(row), (0.8, 0.8),
                    families=["firstorder", "glcm"], binWidth=10)
@@ -78,6 +82,7 @@ def test_feature_extractor_matches_plain_function(planes):
         np.testing.assert_allclose(row[name], want[name], rtol=1e-12, equal_nan=True)
     assert row["features"].size == len(names)
     assert out.feature_error.isna().all()
+    assert all(len(w) == 0 for w in out.feature_warnings)
 
 
 def test_stages_compose_with_mllib_and_round_trip(planes, tmp_path):
@@ -113,3 +118,51 @@ def test_each_stage_saves_and_loads(tmp_path):
         loaded = type(stage).load(path)
         assert {p.name: v for p, v in loaded.extractParamMap().items()} == {
             p.name: v for p, v in stage.extractParamMap().items()}
+
+
+def test_stages_saved_before_the_column_params_still_load(spark):
+    """Stages saved by medspark before the column params and maxMatrixBytes existed."""
+    saved = Path(__file__).parent / "data" / "saved_stages_v1"
+    pre = ImagePreprocessor.load(str(saved / "image_preprocessor"))
+    assert pre.getPreprocess() == '[{"axis": "horizontal", "step": "flip"}]'
+    assert pre.config().augment.n_copies == 1
+    seg = Segmenter.load(str(saved / "segmenter"))
+    assert seg.getMaskSource() == "hu" and seg.getMaskCol() == "mask"
+    fx = FeatureExtractor.load(str(saved / "feature_extractor"))
+    assert fx.getOutputCol() == "radiomics" and fx.getDropPixels() is False
+    assert fx.getMaxMatrixBytes() == MAX_MATRIX_BYTES and fx.getImageCol() == "data"
+    assert fx.featureNames() == feature_names(["firstorder", "glcm"])
+
+
+def test_only_the_params_passed_are_set():
+    fx = FeatureExtractor(families=["shape2D"], maskCol=None)
+    assert fx.isSet(fx.families) and not fx.isSet(fx.maskCol) and not fx.isSet(fx.settings)
+    fx.setParams(useMask=False)
+    assert fx.isSet(fx.families) and fx.getUseMask() is False
+    with pytest.raises(ValueError, match="max_matrix_bytes"):
+        fx.setMaxMatrixBytes(0)
+    with pytest.raises(ValueError, match="resise"):
+        Segmenter().setSteps([{"step": "resise"}])
+
+
+def test_columns_are_params(planes):
+    seg = Segmenter(steps=[{"step": "hu_range", "lower": -100, "upper": 200}], maskCol="roi")
+    fx = FeatureExtractor(families=["firstorder"], imageCol="pixels", maskCol="roi",
+                          spacingCol="spacing", dropPixels=False)
+    renamed = planes.withColumnRenamed("data", "pixels") \
+        .withColumnRenamed("pixel_spacing_mm", "spacing")
+    segmented = seg.setImageCol("pixels").setSpacingCol("spacing").transform(renamed)
+    row = fx.transform(segmented).where("image_id = 'img03'").first().asDict()
+    want = extract(decode_plane({**row, "data": row["pixels"]})[..., 0],
+                   decode_mask(row, "roi"), (0.8, 0.8), families=["firstorder"])
+    assert decode_mask(row, "roi").any()
+    assert row["firstorder_Mean"] == pytest.approx(want["firstorder_Mean"], rel=1e-12)
+    dropped = fx.setDropPixels(True).transform(segmented).columns  # the plan: no job
+    assert "pixels" not in dropped and "roi" not in dropped and "firstorder_Mean" in dropped
+
+
+def test_docstring_examples_run(spark, tmp_path):
+    result = doctest.testmod(medspark.ml.stages, extraglobs={"spark": spark,
+                                                             "temp_path": str(tmp_path)},
+                             optionflags=doctest.ELLIPSIS, report=False)
+    assert result.attempted >= 18 and result.failed == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -12,8 +13,10 @@ import textwrap
 import numpy as np
 import pandas as pd
 import pytest
+from lake_io import read
 
 from medspark.config import ConfigError, Settings
+from medspark.lake import Lake
 from medspark.models.config import TrainSettings
 from medspark.spark.predict import run_predict
 from medspark.spark.train import run_train
@@ -44,24 +47,22 @@ def feature_rows(n_patients: int = 24, series: int = 2, planes: int = 3) -> pd.D
 
 
 def write_features(spark, lake: str, frame: pd.DataFrame) -> None:
-    """features/feature_set=fs1/ingest_date=.../ with the `features` vector, as imaging.py."""
+    """The lake's features table, feature set fs1, with the `features` vector, as
+    imaging.py commits it."""
     from pyspark.ml.feature import VectorAssembler
     from pyspark.sql import functions as F
 
-    df = spark.createDataFrame(frame).withColumn("ingest_date", F.lit("2026-01-01"))
+    df = spark.createDataFrame(frame).withColumn("ingest_date", F.lit(dt.date(2026, 1, 1))) \
+        .withColumn("roi_name", F.lit(None).cast("string"))
     df = VectorAssembler(inputCols=FEATURES, outputCol="features",
                          handleInvalid="keep").transform(df)
-    df.write.mode("overwrite").partitionBy("ingest_date").parquet(
-        f"{lake}/features/feature_set=fs1")
+    Lake(lake).write_table(spark, df, "features/feature_set=fs1",
+                           "features-20260101T000000Z-000000", "features")
 
 
 def read_json(path: str) -> dict:
     with open(path) as fh:
         return json.load(fh)
-
-
-def read(path: str) -> pd.DataFrame:
-    return pd.read_parquet(path)
 
 
 @pytest.fixture(scope="module")
@@ -100,13 +101,23 @@ def test_predict_lake(spark, lake, trained):
     assert out["score"].between(0, 1).all()
     assert set(out["predicted_label"]) <= {"benign", "malignant"}
     assert ((out["score"] >= 0.5) == (out["predicted_label"] == "malignant")).all()
-    partition = f"{lake}/predictions/model={trained['model_id']}"
-    assert os.path.isdir(f"{partition}/run_date=2026-02-01")
     assert read_json(manifest["manifest_path"])["job"] == "predict"
+    # a second run, on another day, finds every row predicted by this model: nothing new
+    again = run_predict(spark, Settings(), lake, trained["model_id"],
+                        run_date=dt.date(2026, 2, 2))
+    assert again["counts"]["predicted"] == 0 and again["outputs"]["predictions"][
+        "version"] is None
+    assert len(read(manifest["outputs"]["predictions"])) == 144
 
 
-def test_fresh_process_scores_equal(spark, lake, trained):
-    in_process = run_predict(spark, Settings(), lake, trained["model_id"],
+def test_fresh_process_scores_equal(spark, lake, trained, tmp_path):
+    """The same model and features scored in this process and in a fresh one (each into its
+    own copy of the lake) give the same scores."""
+    copies = {}
+    for name in ("here", "there"):
+        copies[name] = str(tmp_path / name)
+        shutil.copytree(f"{lake}/features", f"{copies[name]}/features")
+    in_process = run_predict(spark, Settings(), copies["here"], trained["outputs"]["model"],
                              run_date=dt.date(2026, 2, 2))
     script = textwrap.dedent(f"""
         import datetime as dt
@@ -115,7 +126,7 @@ def test_fresh_process_scores_equal(spark, lake, trained):
         from medspark.spark.predict import run_predict
         spark = build_session(SparkSettings(master="local[1]",
                                             conf={{"spark.ui.enabled": False}}))
-        run_predict(spark, Settings(), {lake!r}, {trained['outputs']['model']!r},
+        run_predict(spark, Settings(), {copies["there"]!r}, {trained['outputs']['model']!r},
                     run_date=dt.date(2026, 2, 3))
         spark.stop()
     """)
@@ -123,9 +134,9 @@ def test_fresh_process_scores_equal(spark, lake, trained):
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     here = read(in_process["outputs"]["predictions"]).set_index("image_id").sort_index()
-    there = read(in_process["outputs"]["predictions"].replace("2026-02-02", "2026-02-03"))
-    there = there.set_index("image_id").sort_index()
-    assert here.index.equals(there.index)
+    there = read(f"{copies['there']}/predictions/model={trained['model_id']}").set_index(
+        "image_id").sort_index()
+    assert len(here) == 144 and here.index.equals(there.index)
     np.testing.assert_allclose(there["score"], here["score"], rtol=0, atol=1e-12)
     assert (there["predicted_label"] == here["predicted_label"]).all()
 
@@ -142,11 +153,11 @@ def test_rejected_rows_are_reported(spark, lake, trained, tmp_path):
     assert counts["predicted"] == 144 - 5 and counts["rejected"] == 5
     assert counts["rejected_by_step"] == {"0:drop_rows": 3, "feature_error": 2}
     rejected = read(manifest["outputs"]["rejected"])
-    assert set(rejected["image_id"]) == set(frame.loc[[1, 5, 9, 2, 7], "image_id"])
+    assert set(rejected["key"]) == set(frame.loc[[1, 5, 9, 2, 7], "image_id"])
     assert rejected.loc[rejected["step"] == "feature_error", "reason"].str.contains(
         "empty mask").all()
     scored = read(manifest["outputs"]["predictions"])
-    assert not set(scored["image_id"]) & set(rejected["image_id"])
+    assert not set(scored["image_id"]) & set(rejected["key"])
 
 
 def test_missing_column_is_named(spark, lake, trained, tmp_path):
@@ -168,3 +179,28 @@ def test_series_level_model(spark, lake):
     out = read(run_predict(spark, Settings(), lake, manifest["model_id"],
                            run_date=dt.date(2026, 2, 5))["outputs"]["predictions"])
     assert len(out) == 48 and out["series_pseudo_uid"].is_unique
+
+
+def test_two_tables_on_the_same_day_keep_both(spark, lake, trained, tmp_path):
+    """Defect 0: scoring a second table with the same model on the same day replaced the
+    first table's predictions."""
+    frame = feature_rows()
+    paths = []
+    for i, part in enumerate((frame.iloc[:60], frame.iloc[60:])):
+        paths.append(str(tmp_path / f"p{i}.parquet"))
+        part.to_parquet(paths[-1], index=False)
+    day = dt.date(2026, 2, 6)
+    first = run_predict(spark, Settings(), lake, trained["model_id"], table=paths[0],
+                        run_date=day)
+    second = run_predict(spark, Settings(), lake, trained["model_id"], table=paths[1],
+                         run_date=day)
+    assert first["counts"]["predicted"] == 60 and second["counts"]["predicted"] == 84
+    out = read(second["outputs"]["predictions"])
+    for path, part in zip(paths, (frame.iloc[:60], frame.iloc[60:]), strict=True):
+        got = out[out["source"] == path]
+        assert sorted(got["image_id"]) == sorted(part["image_id"])
+    # the same table again: every row already predicted from it, nothing committed
+    again = run_predict(spark, Settings(), lake, trained["model_id"], table=paths[0],
+                        run_date=day)
+    assert again["counts"]["predicted"] == 0
+    assert len(read(second["outputs"]["predictions"])) == len(out)

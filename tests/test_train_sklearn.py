@@ -18,6 +18,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+from lake_io import read
 from pydantic import ValidationError
 
 from medspark.config import ConfigError, Settings
@@ -196,7 +197,7 @@ def test_sklearn_winner_saved(mixed, wdbc):
     assert metrics["test"]["roc_auc"]["value"] > 0.97
 
 
-def test_sklearn_model_predicts_in_a_fresh_process(spark, mixed, wdbc):
+def test_sklearn_model_predicts_in_a_fresh_process(spark, mixed, wdbc, tmp_path):
     lake, model_id = wdbc["lake"], mixed["manifest"]["model_id"]
     here = run_predict(spark, Settings(), lake, model_id, table=wdbc["table"],
                        run_date=dt.date(2000, 1, 1))
@@ -204,14 +205,16 @@ def test_sklearn_model_predicts_in_a_fresh_process(spark, mixed, wdbc):
     cli = [os.path.join(os.path.dirname(sys.executable), "medspark")]
     if not os.path.exists(cli[0]):
         cli = [sys.executable, "-m", "medspark.cli"]
-    done = subprocess.run([*cli, "predict", "--lake", lake, "--model", model_id,
-                           "--table", wdbc["table"], "--master", "local[1]", "--json"],
-                          capture_output=True, text=True, timeout=300)
+    # the fresh process scores into a lake of its own (this one has these rows predicted)
+    model_dir = os.path.join(lake, "models", model_id)
+    done = subprocess.run([*cli, "predict", "--lake", str(tmp_path / "other"), "--model",
+                           model_dir, "--table", wdbc["table"], "--master", "local[1]",
+                           "--json"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    there_path = json.loads(done.stdout)["outputs"]["predictions"]
-    assert there_path != here["outputs"]["predictions"]
-    a = pd.read_parquet(here["outputs"]["predictions"]).set_index("row_id").sort_index()
-    b = pd.read_parquet(there_path).set_index("row_id").sort_index()
+    there = json.loads(done.stdout)["outputs"]["predictions"]
+    assert there["table"] != here["outputs"]["predictions"]["table"]
+    a = read(here["outputs"]["predictions"]).set_index("row_id").sort_index()
+    b = read(there).set_index("row_id").sort_index()
     assert a.index.equals(b.index) and len(a) == 569
     assert {"model_id", "score", "probability", "prediction", "predicted_label"} <= set(a.columns)
     np.testing.assert_allclose(b["score"], a["score"], rtol=0, atol=1e-12)
@@ -266,7 +269,7 @@ def test_sklearn_regression_and_clustering(spark, tmp_path, task, candidate, met
         assert test["silhouette"] > 0.3
     out = run_predict(spark, Settings(), str(tmp_path / "lake"), manifest["model_id"],
                       table=table, run_date=dt.date(2000, 1, 2))
-    pred = pd.read_parquet(out["outputs"]["predictions"])
+    pred = read(out["outputs"]["predictions"])
     assert len(pred) == 90 and pred["prediction"].notna().all()
     if task == "clustering":
         assert set(pred["predicted_label"]) == {"0", "1"}

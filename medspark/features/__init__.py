@@ -4,7 +4,9 @@
 >>> feats = extract(image, mask, spacing=(0.7, 0.7), binWidth=25)
 >>> feats["glcm_Contrast"]
 
-Families and feature names are pyradiomics' (``firstorder``, ``shape2D``, ``glcm``, ``glrlm``,
+Families (:mod:`medspark.features.registry`: name -> feature names and ``compute(context)``,
+each family module's docstring defines its features with their formulas) and feature names are
+pyradiomics' (``firstorder``, ``shape2D``, ``glcm``, ``glrlm``,
 ``glszm``, ``gldm``, ``ngtdm``; keys ``<family>_<FeatureName>``, the features its extractor
 enables by default), settings use pyradiomics names and defaults
 (:mod:`medspark.features.settings`), and every value equals pyradiomics' (``force2D=True``,
@@ -32,21 +34,29 @@ Where medspark differs from pyradiomics (where pyradiomics would raise or refuse
 * An empty or single-pixel ROI, or one failing ``minimumROIDimensions``/``minimumROISize``,
   gives NaN for every feature instead of an exception.
 * GLCM/GLDM/NGTDM ``distances`` that do not fit in the ROI bounding box give NaN for that
-  family; so do GLCM with more than ~2000 grey levels present and the pairwise NGTDM features
-  with more than ~4000 (pyradiomics runs out of memory there).
+  family.
+* Memory is bounded: no array is sized by the largest grey level (a 32-bit image with
+  ``binWidth`` 25 has ~1e8), GLRLM/GLSZM/GLDM keep only their matrices' non-zero cells, and a
+  GLCM, or the pairwise NGTDM features, whose grey-level matrices would exceed
+  ``max_matrix_bytes`` (default 256 MiB: ~1600 and ~2300 grey levels present) give NaN with an
+  ``over_matrix_budget: ...`` warning (:func:`extract_result`; pyradiomics runs out of memory
+  there).
 * ``TotalEnergy`` multiplies by the pixel area (a plane has no slice thickness).
 * shape2D is computed for a one-column ROI (pyradiomics' extractor skips it there).
 """
 
+from medspark.features.context import MAX_MATRIX_BYTES, OVER_MATRIX_BUDGET
 from medspark.features.extra import EXTRA_DEFAULTS, EXTRA_FAMILIES
 from medspark.features.extract import (
-    ALL_FAMILIES,
-    FAMILIES,
+    Extraction,
     check_settings,
     extract,
+    extract_result,
     feature_names,
 )
+from medspark.features.registry import ALL_FAMILIES, FAMILIES, REGISTRY
 from medspark.features.settings import DEFAULTS
 
 __all__ = ["ALL_FAMILIES", "DEFAULTS", "EXTRA_DEFAULTS", "EXTRA_FAMILIES", "FAMILIES",
-           "check_settings", "extract", "feature_names"]
+           "MAX_MATRIX_BYTES", "OVER_MATRIX_BUDGET", "REGISTRY", "Extraction", "check_settings",
+           "extract", "extract_result", "feature_names"]

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from skimage.feature import hog, local_binary_pattern
+from skimage import feature as skfeature
+
+if TYPE_CHECKING:
+    from medspark.features.context import Context
 
 EXTRA_DEFAULTS: dict[str, Any] = {
     "histogramBins": 16,
@@ -47,17 +50,21 @@ def check_extra_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     return cfg
 
 
-def extra_names(family: str, settings: Mapping[str, Any] | None = None) -> list[str]:
-    """Output names of one extra family (they depend on bin/orientation counts)."""
-    cfg = check_extra_settings(settings or {})
-    if family == "histogram":
-        return [f"histogram_Bin{i:02d}" for i in range(cfg["histogramBins"])]
-    if family == "lbp":
-        return [f"lbp_Bin{i:02d}" for i in range(cfg["lbpPoints"] + 2)]
-    if family == "hog":
-        return ["hog_Mean", "hog_StandardDeviation", "hog_Maximum", "hog_Entropy"] + [
-            f"hog_Orientation{i}" for i in range(cfg["hogOrientations"])]
-    raise ValueError(f"unknown feature family {family!r}")
+def histogram_names(settings: Mapping[str, Any]) -> tuple[str, ...]:
+    """``Bin00`` .. one per ``histogramBins``."""
+    return tuple(f"Bin{i:02d}" for i in range(check_extra_settings(settings)["histogramBins"]))
+
+
+def lbp_names(settings: Mapping[str, Any]) -> tuple[str, ...]:
+    """``Bin00`` .. one per uniform LBP code (``lbpPoints`` + 2)."""
+    return tuple(f"Bin{i:02d}" for i in range(check_extra_settings(settings)["lbpPoints"] + 2))
+
+
+def hog_names(settings: Mapping[str, Any]) -> tuple[str, ...]:
+    """The four descriptor statistics, then ``Orientation0`` .. per ``hogOrientations``."""
+    n = check_extra_settings(settings)["hogOrientations"]
+    return ("Mean", "StandardDeviation", "Maximum", "Entropy",
+            *(f"Orientation{i}" for i in range(n)))
 
 
 def _histogram(values: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
@@ -74,7 +81,7 @@ def _lbp(image: np.ndarray, roi: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
     filled = np.where(np.isfinite(image), image, 0.0)
     with warnings.catch_warnings():  # float input is intended: HU and normalised images
         warnings.simplefilter("ignore", UserWarning)
-        codes = local_binary_pattern(filled, points, cfg["lbpRadius"], method="uniform")
+        codes = skfeature.local_binary_pattern(filled, points, cfg["lbpRadius"], method="uniform")
     counts = np.bincount(codes[roi].astype(np.int64), minlength=points + 2)[: points + 2]
     return counts / max(int(roi.sum()), 1)
 
@@ -86,7 +93,7 @@ def _hog(image: np.ndarray, roi: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
     cell, n_orient = cfg["hogPixelsPerCell"], cfg["hogOrientations"]
     if min(crop.shape) < cell:  # too small for one cell: pad with the ROI's mean
         crop = np.pad(crop, [(0, max(0, cell - s)) for s in crop.shape], mode="mean")
-    cells = hog(crop, orientations=n_orient, pixels_per_cell=(cell, cell),
+    cells = skfeature.hog(crop, orientations=n_orient, pixels_per_cell=(cell, cell),
                 cells_per_block=(1, 1), feature_vector=False)  # (ny, nx, 1, 1, orient)
     desc = cells.reshape(-1, n_orient)
     flat = desc.ravel()
@@ -95,18 +102,20 @@ def _hog(image: np.ndarray, roi: np.ndarray, cfg: dict[str, Any]) -> np.ndarray:
     return np.concatenate([[flat.mean(), flat.std(), flat.max(), entropy], desc.mean(axis=0)])
 
 
-def extract_extra(image: np.ndarray, roi: np.ndarray, family: str,
-                  settings: Mapping[str, Any] | None = None) -> dict[str, float]:
-    """One extra family on `image` (2D float) within boolean `roi`; NaN for an empty ROI."""
-    cfg = check_extra_settings(settings or {})
-    names = extra_names(family, cfg)
-    roi = roi & np.isfinite(image)
-    if not roi.any():
-        return dict.fromkeys(names, float("nan"))
-    if family == "histogram":
-        values = _histogram(image[roi], cfg)
-    elif family == "lbp":
-        values = _lbp(image, roi, cfg)
-    else:
-        values = _hog(image, roi, cfg)
+def _named(names: tuple[str, ...], values: np.ndarray) -> dict[str, float]:
     return {n: float(v) for n, v in zip(names, values, strict=True)}
+
+
+def histogram(ctx: Context) -> dict[str, float]:
+    """The ``histogram`` family of the context's ROI intensities."""
+    return _named(histogram_names(ctx.extra), _histogram(ctx.image[ctx.roi], dict(ctx.extra)))
+
+
+def lbp(ctx: Context) -> dict[str, float]:
+    """The ``lbp`` family on the context's whole plane, counted inside its ROI."""
+    return _named(lbp_names(ctx.extra), _lbp(ctx.image, ctx.roi, dict(ctx.extra)))
+
+
+def hog(ctx: Context) -> dict[str, float]:
+    """The ``hog`` family of the context's ROI bounding box."""
+    return _named(hog_names(ctx.extra), _hog(ctx.image, ctx.roi, dict(ctx.extra)))

@@ -1,15 +1,19 @@
-"""``extract``: all pyradiomics 3.0.1 feature families for one 2D image plane.
+"""``extract``: the chosen feature families of one 2D image plane.
 
 Mirrors ``RadiomicsFeatureExtractor(force2D=True, force2Ddimension=0)`` on the ``Original`` image
 with default pre-processing (no resampling, normalisation or re-segmentation): the ROI is
 ``mask == label``, checked like pyradiomics' ``checkMask``, cropped to its bounding box and
-discretised once for all families. Where pyradiomics would raise, ``extract`` returns NaN:
+discretised once for all families (:class:`~medspark.features.context.Context`); each family
+of :data:`~medspark.features.registry.REGISTRY` then computes from that context. Where
+pyradiomics would raise, ``extract`` returns NaN:
 
 * an empty ROI, a single-pixel ROI, or one failing ``minimumROIDimensions``/``minimumROISize``
   gives NaN for every feature;
 * a GLCM/GLDM/NGTDM whose ``distances`` do not fit in the ROI bounding box gives NaN for that
-  family, and so do GLCM with more than ~2000 grey levels present and the pairwise NGTDM
-  features with more than ~4000 (pyradiomics runs out of memory there).
+  family;
+* a GLCM, or the pairwise NGTDM features, whose grey-level matrices would exceed
+  ``max_matrix_bytes`` give NaN, with an ``over_matrix_budget`` warning
+  (:func:`extract_result`; see :mod:`medspark.features.context`).
 
 Non-finite pixels (NaN, +-inf) are removed from the ROI first. Unlike pyradiomics, a mask with no
 background (or no mask at all: the whole plane) is accepted, and shape2D is computed for a
@@ -20,36 +24,25 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from medspark.features import firstorder, glcm, gldm, glrlm, glszm, ngtdm, shape2d
 from medspark.features.allocator import keep_freed_memory
-from medspark.features.discretize import discretize
-from medspark.features.extra import (
-    EXTRA_DEFAULTS,
-    EXTRA_FAMILIES,
-    check_extra_settings,
-    extra_names,
-    extract_extra,
-)
+from medspark.features.context import MAX_MATRIX_BYTES, Context, check_budget
+from medspark.features.extra import EXTRA_DEFAULTS, check_extra_settings
+from medspark.features.registry import ALL_FAMILIES, FAMILIES, REGISTRY, Family
 from medspark.features.settings import Settings, validate
-from medspark.features.texture import Plane
-
-FAMILY_NAMES: dict[str, tuple[str, ...]] = {
-    "firstorder": firstorder.NAMES,
-    "shape2D": shape2d.NAMES,
-    "glcm": glcm.NAMES,
-    "glrlm": glrlm.NAMES,
-    "glszm": glszm.NAMES,
-    "gldm": gldm.NAMES,
-    "ngtdm": ngtdm.NAMES,
-}
-FAMILIES: tuple[str, ...] = tuple(FAMILY_NAMES)
 
 
-ALL_FAMILIES: tuple[str, ...] = FAMILIES + EXTRA_FAMILIES
+@dataclass(frozen=True)
+class Extraction:
+    """What :func:`extract_result` found: ``values`` keyed ``<family>_<FeatureName>`` and the
+    ``warnings`` (``<reason>: <detail>``) of families that gave NaN for a stated reason."""
+
+    values: dict[str, float]
+    warnings: tuple[str, ...] = ()
 
 
 def _families(families: Iterable[str] | str | None) -> tuple[str, ...]:
@@ -59,7 +52,7 @@ def _families(families: Iterable[str] | str | None) -> tuple[str, ...]:
         return FAMILIES
     chosen = (families,) if isinstance(families, str) else tuple(families)
     for name in chosen:
-        if name not in ALL_FAMILIES:
+        if name not in REGISTRY:
             raise ValueError(
                 f"unknown feature family {name!r} (valid: {', '.join(ALL_FAMILIES)})")
     return tuple(f for f in ALL_FAMILIES if f in chosen)
@@ -78,21 +71,22 @@ def check_settings(settings: dict[str, Any]) -> None:
     check_extra_settings(extra)
 
 
+@functools.lru_cache(maxsize=128)
+def _fixed_names(families: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(f"{fam}_{name}" for fam in families for name in REGISTRY[fam].names)
+
+
+def _output_names(chosen: tuple[str, ...], extra: dict[str, Any]) -> list[str]:
+    if all(not callable(REGISTRY[f].names) for f in chosen):
+        return list(_fixed_names(chosen))
+    return [f"{fam}_{name}" for fam in chosen for name in REGISTRY[fam].feature_names(extra)]
+
+
 def feature_names(families: Iterable[str] | str | None = None, **settings: Any) -> list[str]:
     """Output keys of :func:`extract` for ``families`` (default: the pyradiomics families), in
     output order; extra-family names depend on their settings (bins, orientations)."""
     _, extra = _split_settings(settings)
-    chosen = _families(families)
-    names = list(_names(tuple(f for f in chosen if f in FAMILY_NAMES)))
-    for fam in chosen:
-        if fam in EXTRA_FAMILIES:
-            names += extra_names(fam, extra)
-    return names
-
-
-@functools.lru_cache(maxsize=128)
-def _names(families: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(f"{fam}_{name}" for fam in families for name in FAMILY_NAMES[fam])
+    return _output_names(_families(families), check_extra_settings(extra))
 
 
 def _as_plane(image: Any) -> np.ndarray:
@@ -126,77 +120,62 @@ def _spacing(spacing: Any) -> tuple[float, float]:
     return sp  # type: ignore[return-value]
 
 
-def _extent(roi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of the rows and of the columns that hold ROI pixels."""
-    return np.flatnonzero(roi.any(axis=1)), np.flatnonzero(roi.any(axis=0))
-
-
 def roi_is_valid(roi: np.ndarray, settings: Settings) -> bool:
     """pyradiomics ``checkMask``: non-empty, >1 pixel, enough dimensions and pixels."""
     n = int(np.count_nonzero(roi))
     if n == 0:
         return False
-    rows, cols = _extent(roi)
+    rows, cols = np.flatnonzero(roi.any(axis=1)), np.flatnonzero(roi.any(axis=0))
     ndims = int(rows[-1] > rows[0]) + int(cols[-1] > cols[0])
     if ndims == 0 or ndims < settings.minimumROIDimensions:
         return False
     return settings.minimumROISize is None or n > settings.minimumROISize
 
 
-def _bbox(roi: np.ndarray) -> tuple[slice, slice]:
-    rows, cols = _extent(roi)
-    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+def _compute(family: Family, ctx: Context) -> dict[str, float]:
+    """One family's outputs, prefixed, in the order of its names."""
+    names = family.feature_names(ctx.extra)
+    values = family.compute(ctx)
+    if len(values) != len(names):
+        raise RuntimeError(f"family {family.name} returned {sorted(values)}, expected {names}")
+    return {f"{family.name}_{name}": float(values[name]) for name in names}
 
 
-def extract(image: Any, mask: Any = None, spacing: Any = (1.0, 1.0),
-            families: Iterable[str] | str | None = None, **settings: Any) -> dict[str, float]:
-    """pyradiomics-equivalent features of one 2D plane, keyed ``<family>_<FeatureName>``.
-
-    ``image``: 2D numeric array (NaN allowed, excluded from the ROI). ``mask``: same shape;
-    the ROI is ``mask == label`` (a boolean mask is used as is); ``None`` = whole plane.
-    ``spacing``: (row, col) pixel size in mm. ``families``: subset of :data:`FAMILIES`.
-    ``settings``: pyradiomics setting names (see :mod:`medspark.features.settings`).
-    """
+def extract_result(image: Any, mask: Any = None, spacing: Any = (1.0, 1.0),
+                   families: Iterable[str] | str | None = None, *,
+                   max_matrix_bytes: int = MAX_MATRIX_BYTES, **settings: Any) -> Extraction:
+    """:func:`extract`, with the reasons (``over_matrix_budget: ...``) for features left NaN
+    because a family's grey-level matrices would exceed ``max_matrix_bytes``."""
     keep_freed_memory()  # once per process; see medspark.features.allocator
     settings, extra = _split_settings(settings)
     cfg = validate(settings)
     extra_cfg = check_extra_settings(extra)
+    budget = check_budget(max_matrix_bytes)
     chosen = _families(families)
     img = _as_plane(image)
     sp = _spacing(spacing)
     roi = _roi(img, mask, cfg.label)
-    out: dict[str, float] = dict.fromkeys(feature_names(chosen, **extra_cfg), np.nan)
+    out: dict[str, float] = dict.fromkeys(_output_names(chosen, extra_cfg), np.nan)
     if not roi_is_valid(roi, cfg):
-        return out
-    for fam in chosen:
-        if fam in EXTRA_FAMILIES:  # on the whole plane and ROI, not the discretised crop
-            out.update(extract_extra(img, roi, fam, extra_cfg))
-    chosen = tuple(f for f in chosen if f in FAMILY_NAMES)
+        return Extraction(out)
+    ctx = Context(img, roi, sp, cfg, extra_cfg, budget)
+    for name in chosen:
+        out.update(_compute(REGISTRY[name], ctx))
+    return Extraction(out, tuple(ctx.warnings))
 
-    box = _bbox(roi)
-    roi = np.ascontiguousarray(roi[box])
-    index = np.flatnonzero(roi)  # gathers by index beat boolean-mask indexing several times
-    values = np.take(np.ascontiguousarray(img[box]).ravel(), index)
-    levels = discretize(values, cfg.binWidth, cfg.binCount)
-    plane: Plane | None = None
-    if any(f not in ("firstorder", "shape2D") for f in chosen):
-        plane = Plane.build(levels, roi, index)
 
-    for fam in chosen:
-        if fam == "firstorder":
-            vals = firstorder.compute(values, levels, sp[0] * sp[1], cfg.voxelArrayShift)
-        elif fam == "shape2D":
-            vals = shape2d.compute(roi, sp)
-        elif fam == "glcm":
-            vals = glcm.compute(plane, cfg, sp)
-        elif fam == "glrlm":
-            vals = glrlm.compute(plane, cfg, sp)
-        elif fam == "glszm":
-            vals = glszm.compute(plane)
-        elif fam == "gldm":
-            vals = gldm.compute(plane, cfg)
-        else:
-            vals = ngtdm.compute(plane, cfg)
-        for name, value in vals.items():
-            out[f"{fam}_{name}"] = float(value)
-    return out
+def extract(image: Any, mask: Any = None, spacing: Any = (1.0, 1.0),
+            families: Iterable[str] | str | None = None, *,
+            max_matrix_bytes: int = MAX_MATRIX_BYTES, **settings: Any) -> dict[str, float]:
+    """pyradiomics-equivalent features of one 2D plane, keyed ``<family>_<FeatureName>``.
+
+    ``image``: 2D numeric array (NaN allowed, excluded from the ROI). ``mask``: same shape;
+    the ROI is ``mask == label`` (a boolean mask is used as is); ``None`` = whole plane.
+    ``spacing``: (row, col) pixel size in mm. ``families``: subset of
+    :data:`~medspark.features.registry.ALL_FAMILIES` (default: the pyradiomics ones).
+    ``max_matrix_bytes``: memory budget of one family's grey-level matrices (see
+    :mod:`medspark.features.context`). ``settings``: pyradiomics setting names (see
+    :mod:`medspark.features.settings`) and those of the extra families.
+    """
+    return extract_result(image, mask, spacing, families, max_matrix_bytes=max_matrix_bytes,
+                          **settings).values

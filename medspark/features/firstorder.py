@@ -1,23 +1,66 @@
-"""First-order (intensity) features, pyradiomics 3.0.1 ``RadiomicsFirstOrder``.
+r"""First-order (intensity) features, pyradiomics 3.0.1 ``RadiomicsFirstOrder``.
 
-Works on a 1-D array of ROI intensities, so the same code serves one plane or a pooled stack of
-planes (see :func:`compute`). Differences from IBSI, inherited from pyradiomics on purpose:
+Notation: :math:`X` the :math:`N_p` intensities of the ROI, :math:`c` the ``voxelArrayShift``
+setting, :math:`A` the pixel area, :math:`p(i)` the fraction of the ROI in grey level :math:`i`
+(pyradiomics' discretisation, :mod:`medspark.features.discretize`), :math:`\bar X` the mean and
+:math:`P_{k}` the k-th percentile (``numpy.percentile``, linear).
 
-* ``Kurtosis`` is the plain fourth standardised moment: IBSI's excess kurtosis + 3.
-* ``Entropy``/``Uniformity`` use pyradiomics' 0-aligned bins (``binWidth``), not IBSI's
-  minimum-aligned ones; ``Energy``/``RootMeanSquared``/``TotalEnergy`` add ``voxelArrayShift``.
-* ``TotalEnergy`` is ``Energy`` times the pixel area (a plane has no slice thickness here).
-* A flat ROI gives ``Skewness``/``Kurtosis`` computed with the 2nd moment replaced by 1 (i.e. 0
-  when the ROI is exactly flat), as pyradiomics does.
+``10Percentile``, ``90Percentile``
+    :math:`P_{10}`, :math:`P_{90}`.
+``Energy``
+    :math:`\sum_k (X_k + c)^2`: magnitude of the intensities.
+``Entropy``
+    :math:`-\sum_i p(i) \log_2(p(i) + \epsilon)`: randomness of the grey levels.
+``InterquartileRange``
+    :math:`P_{75} - P_{25}`.
+``Kurtosis``
+    :math:`\mu_4 / \mu_2^2` with :math:`\mu_m = \frac{1}{N_p}\sum_k (X_k - \bar X)^m`:
+    peakedness (pyradiomics' value is IBSI's excess kurtosis + 3).
+``Maximum``, ``Minimum``, ``Median``, ``Mean``
+    :math:`\max X`, :math:`\min X`, the median and :math:`\bar X = \frac{1}{N_p}\sum_k X_k`.
+``MeanAbsoluteDeviation``
+    :math:`\frac{1}{N_p}\sum_k |X_k - \bar X|`: spread about the mean.
+``Range``
+    :math:`\max X - \min X`.
+``RobustMeanAbsoluteDeviation``
+    the mean absolute deviation of the intensities within :math:`[P_{10}, P_{90}]` from their
+    own mean: spread without the tails.
+``RootMeanSquared``
+    :math:`\sqrt{\frac{1}{N_p}\sum_k (X_k + c)^2}`.
+``Skewness``
+    :math:`\mu_3 / \mu_2^{3/2}`: asymmetry about the mean.
+``TotalEnergy``
+    :math:`A \sum_k (X_k + c)^2`: energy scaled by the pixel area (a plane has no slice
+    thickness here).
+``Uniformity``
+    :math:`\sum_i p(i)^2`: homogeneity of the grey levels.
+``Variance``
+    :math:`\mu_2`: spread about the mean.
+
+Works on a 1-D array of ROI intensities (:func:`statistics`), so the same code serves one plane
+or a pooled stack of planes. Differences from IBSI, inherited from pyradiomics on purpose:
+``Kurtosis`` as above; ``Entropy``/``Uniformity`` use pyradiomics' 0-aligned bins
+(``binWidth``), not IBSI's minimum-aligned ones; ``Energy``/``RootMeanSquared``/``TotalEnergy``
+add ``voxelArrayShift``; a flat ROI gives ``Skewness``/``Kurtosis`` computed with the 2nd moment
+replaced by 1 (i.e. 0 when the ROI is exactly flat), as pyradiomics does.
 
 The deprecated ``StandardDeviation`` is not produced (pyradiomics does not enable it).
 Percentiles and the median follow ``numpy.percentile`` (linear) and ``numpy.median`` exactly,
-but the order statistics are selected inside the few grey-level bins that hold them.
+but the order statistics are selected inside the few grey-level bins that hold them. When the
+largest grey level is huge (a 32-bit image), the levels are ranked over those present first, so
+no array is sized by it.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+from medspark.features.texture import DENSE_LEVELS, rank_levels
+
+if TYPE_CHECKING:
+    from medspark.features.context import Context
 
 NAMES = ("10Percentile", "90Percentile", "Energy", "Entropy", "InterquartileRange", "Kurtosis",
          "Maximum", "MeanAbsoluteDeviation", "Mean", "Median", "Minimum", "Range",
@@ -63,15 +106,17 @@ def _percentiles_and_median(x: np.ndarray, levels: np.ndarray, counts: np.ndarra
     return pct, float(median)
 
 
-def compute(values: np.ndarray, levels: np.ndarray, pixel_area: float = 1.0,
-            voxel_array_shift: float = 0.0) -> dict[str, float]:
+def statistics(values: np.ndarray, levels: np.ndarray, pixel_area: float = 1.0,
+               voxel_array_shift: float = 0.0) -> dict[str, float]:
     """First-order features of ROI intensities ``values`` and their discretised ``levels``.
 
-    ``values`` must be finite and non-empty; ``levels`` are the grey levels from
-    :func:`medspark.features.discretize.discretize` (monotone in ``values``).
+    ``values`` must be finite and non-empty; ``levels`` are grey levels monotone in ``values``
+    (from :func:`medspark.features.discretize.discretize`, or their ranks).
     """
     x = np.asarray(values, dtype=np.float64).ravel()
     lv = np.asarray(levels, dtype=np.intp).ravel()
+    if lv.max() > max(DENSE_LEVELS, 4 * lv.size):  # counts per level would be huge: use ranks
+        lv = rank_levels(lv)[1]
     counts = np.bincount(lv)
     p = counts[counts > 0] / float(x.size)
     shifted = x + voxel_array_shift
@@ -114,3 +159,8 @@ def compute(values: np.ndarray, levels: np.ndarray, pixel_area: float = 1.0,
         "Uniformity": float(np.sum(p ** 2)),
         "Variance": float(np.sqrt(m2) ** 2),  # pyradiomics squares nanstd
     }
+
+
+def compute(ctx: Context) -> dict[str, float]:
+    """First-order features of the context's ROI."""
+    return statistics(ctx.values, ctx.levels, ctx.pixel_area, ctx.settings.voxelArrayShift)

@@ -1,4 +1,28 @@
-"""2D shape features, pyradiomics 3.0.1 ``RadiomicsShape2D`` (marching squares, vectorised).
+r"""2D shape features, pyradiomics 3.0.1 ``RadiomicsShape2D`` (marching squares, vectorised).
+
+Notation: the ROI's contour is a mesh of :math:`N_f` line segments :math:`(a_k, b_k)` (marching
+squares on the zero-padded mask, pixel centres at integer positions times the spacing),
+:math:`N_p` the ROI pixels of area :math:`A_k` each, and :math:`\lambda_{major} \ge
+\lambda_{minor}` the eigenvalues of the covariance of the ROI pixel centres (in mm).
+
+``MeshSurface``
+    :math:`A = \sum_k \frac{1}{2} (a_k \times b_k)`: the area inside the contour.
+``PixelSurface``
+    :math:`N_p A_k`: the area of the ROI's pixels.
+``Perimeter``
+    :math:`P = \sum_k \lVert a_k - b_k \rVert`: the contour length.
+``PerimeterSurfaceRatio``
+    :math:`P / A`: lower is more compact.
+``Sphericity``
+    :math:`2\sqrt{\pi A} / P`: roundness, 1 for a circle.
+``MaximumDiameter``
+    the largest distance between two contour vertices.
+``MajorAxisLength``, ``MinorAxisLength``
+    :math:`4\sqrt{\lambda_{major}}`, :math:`4\sqrt{\lambda_{minor}}`: the axes of the ellipse
+    with the ROI's second moments.
+``Elongation``
+    :math:`\sqrt{\lambda_{minor} / \lambda_{major}}`: 1 for a round or square ROI, towards 0 for
+    a thin one.
 
 pyradiomics walks a 2x2 window over the zero-padded mask in C, emitting perimeter segments from a
 16-case table. Here every window's case index is computed at once; since each segment's length
@@ -10,9 +34,13 @@ distance between mesh vertices, searched on their convex hull instead of all pai
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.spatial import ConvexHull, QhullError
+
+if TYPE_CHECKING:
+    from medspark.features.context import Context
 
 NAMES = ("Elongation", "MajorAxisLength", "MaximumDiameter", "MeshSurface", "MinorAxisLength",
          "Perimeter", "PerimeterSurfaceRatio", "PixelSurface", "Sphericity")
@@ -89,7 +117,7 @@ def _diameter(points: np.ndarray) -> float:
     return float(np.sqrt(best))
 
 
-def compute(roi: np.ndarray, spacing: tuple[float, float] = (1.0, 1.0)) -> dict[str, float]:
+def measure(roi: np.ndarray, spacing: tuple[float, float] = (1.0, 1.0)) -> dict[str, float]:
     """Shape features of the boolean ``roi`` plane; ``spacing`` is (row, col) in mm."""
     sy, sx = float(spacing[0]), float(spacing[1])
     padded = np.zeros((roi.shape[0] + 2, roi.shape[1] + 2), dtype=np.uint8)
@@ -132,3 +160,8 @@ def compute(roi: np.ndarray, spacing: tuple[float, float] = (1.0, 1.0)) -> dict[
             "PixelSurface": float(n_pixels * (sx * sy)),
             "Sphericity": float(2 * np.sqrt(np.pi * surface) / np.float64(perimeter)),
         }
+
+
+def compute(ctx: Context) -> dict[str, float]:
+    """Shape features of the context's (cropped) ROI."""
+    return measure(ctx.crop, ctx.spacing)

@@ -9,23 +9,26 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any
+import stat
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 
-from medspark.ingest.staged import Staging, stage_rows
+from medspark.ingest.staged import LabelLookup, Staging, stage_rows
 from medspark.io.read import read_image
 from medspark.io.types import DecodedImage, Limits, ReadError
-from medspark.lake import is_local, local_path
 from medspark.privacy.profile import scrub
 from medspark.privacy.pseudonym import Pseudonymizer
-from medspark.schema import INGEST_ROW
+from medspark.schema import INGEST_ROW_ARROW
+from medspark.uris import is_local, local_path
 from medspark.worker import freeze_long_lived
 
-ROW_COLUMNS = [f.name for f in INGEST_ROW.fields]
+ROW_COLUMNS = INGEST_ROW_ARROW.names
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class IngestContext:
     run_id: str
     batch_bytes: int = 16 * 1024 * 1024  # as ingest.batch_bytes
     staging: Staging | None = None  # set: workers write the tables' files themselves
+    labels: LabelLookup = field(default_factory=LabelLookup.empty)
+    read_timeout_s: float = 120.0  # as ingest.limits.read_timeout_s
 
     def pseudonymizer(self) -> Pseudonymizer:
         return Pseudonymizer(self.key, self.max_shift_days)
@@ -48,23 +53,59 @@ def image_id(source_sha256: str, plane_index: int) -> str:
     return hashlib.sha256(f"{source_sha256}:{plane_index}".encode()).hexdigest()[:32]
 
 
-def read_source(uri: str, limits: Limits) -> bytes:
-    """Read a file's bytes in the Python worker, checking the size limit before reading."""
+def with_timeout(fn: Callable[[], T], timeout_s: float, what: str) -> T:
+    """Run a blocking read in a daemon thread and give up after `timeout_s` (a hung network
+    mount or object store must not hang the job: the file is quarantined and the task goes
+    on; the stuck thread is abandoned)."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = e
+
+    thread = threading.Thread(target=target, daemon=True, name="medspark-read")
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise ReadError("read_timeout", f"{what} took longer than {timeout_s:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def read_source(uri: str, limits: Limits, timeout_s: float | None = None) -> bytes:
+    """Read a file's bytes in the Python worker: a regular file only (a FIFO, socket or device
+    is never opened: opening a FIFO blocks forever), size limit checked before reading, the
+    whole read bounded by `timeout_s`."""
     if is_local(uri):
         path = local_path(uri)
-        size = os.stat(path).st_size
-        limits.check_file_bytes(size)
-        with open(path, "rb") as fh:
-            return fh.read()
-    from pyarrow import fs as pafs
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            kind = ("directory" if stat.S_ISDIR(st.st_mode) else "FIFO" if stat.S_ISFIFO(
+                st.st_mode) else "socket" if stat.S_ISSOCK(st.st_mode) else "device")
+            raise ReadError("not_a_regular_file", f"not a regular file ({kind})")
+        limits.check_file_bytes(st.st_size)
 
-    filesystem, path = pafs.FileSystem.from_uri(uri)
-    info = filesystem.get_file_info(path)
-    if info.type == pafs.FileType.NotFound:
-        raise FileNotFoundError(uri)
-    limits.check_file_bytes(info.size or 0)
-    with filesystem.open_input_stream(path) as stream:
-        return stream.read()
+        def read() -> bytes:
+            with open(path, "rb") as fh:
+                return fh.read()
+    else:
+        from pyarrow import fs as pafs
+
+        filesystem, path = pafs.FileSystem.from_uri(uri)
+        info = filesystem.get_file_info(path)
+        if info.type == pafs.FileType.NotFound:
+            raise FileNotFoundError(uri)
+        if info.type != pafs.FileType.File:
+            raise ReadError("not_a_regular_file", f"not a regular file ({info.type.name})")
+        limits.check_file_bytes(info.size or 0)
+
+        def read() -> bytes:
+            with filesystem.open_input_stream(path) as stream:
+                return stream.read()
+    return read() if timeout_s is None else with_timeout(read, timeout_s, "reading the file")
 
 
 def _value(v: Any) -> Any:
@@ -161,13 +202,20 @@ def file_rows(source: dict[str, Any], data: bytes, ctx: IngestContext,
 def source_rows(source: dict[str, Any], content: bytes | None, ctx: IngestContext,
                 pseudo: Pseudonymizer) -> Iterator[dict[str, Any]]:
     """Read (unless the JVM already shipped `content`) and decode one listed file."""
+    problem = _value(source.get("problem"))
+    if problem:  # found by the listing (e.g. a name Spark cannot carry): never opened
+        error_class, _, message = problem.partition(": ")
+        yield error_row(source, "read", error_class, message, ctx.run_id)
+        return
     try:
         size = source.get("size")
         if size is not None and not pd.isna(size):
             ctx.limits.check_file_bytes(int(size))
-        data = content if content is not None else read_source(source["path"], ctx.limits)
+        data = content if content is not None else read_source(
+            source["path"], ctx.limits, ctx.read_timeout_s)
     except ReadError as e:
-        yield error_row(source, "limits", e.error_class, e.message, ctx.run_id)
+        stage = "limits" if e.error_class.startswith("over_limit") else "read"
+        yield error_row(source, stage, e.error_class, e.message, ctx.run_id)
         return
     except FileNotFoundError:
         yield error_row(source, "read", "file_not_found", "file does not exist", ctx.run_id)
@@ -180,15 +228,25 @@ def source_rows(source: dict[str, Any], content: bytes | None, ctx: IngestContex
     yield from file_rows(source, data, ctx, pseudo)
 
 
-def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+def _frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
     """Rows as a frame; absent fields are None (not NaN, which Arrow cannot put in a list)."""
     return pd.DataFrame({c: pd.Series([r.get(c) for r in rows], dtype=object)
-                         for c in ROW_COLUMNS})
+                         for c in columns})
+
+
+def row_columns(labels: LabelLookup) -> list[str]:
+    """The columns of ingest rows returned to Spark: INGEST_ROW plus the run's labels."""
+    return list(ROW_COLUMNS) + [c for c in labels.columns if c not in ROW_COLUMNS]
 
 
 def _flush(rows: list[dict[str, Any]], ctx: IngestContext) -> pd.DataFrame:
-    """One output batch: the rows themselves, or (worker-written tables) their count rows."""
-    return stage_rows(rows, ctx.staging) if ctx.staging else _frame(rows)
+    """One output batch: the rows themselves, or (worker-written tables) their count rows.
+    Labels are applied here, once, for either writer."""
+    for row in rows:
+        if row["kind"] != "error":
+            ctx.labels.apply(row)
+    return stage_rows(rows, ctx.staging) if ctx.staging else _frame(rows, row_columns(
+        ctx.labels))
 
 
 def process_batches(batches: Iterable[pd.DataFrame], ctx: IngestContext

@@ -1,10 +1,12 @@
 """Worker-written lake tables: ingest rows straight to Parquet files in a run's staging folder.
 
 On a local (or shared, mounted) lake the Python workers write `catalog/`, `pixels/` and
-`quarantine/` files themselves and hand Spark only a few count rows per batch; the driver then
-publishes the staged files (`Lake.commit_staged`). Rows never cross into the JVM, which on a
-small machine costs more than the decoding itself. Labels are joined here too, from a lookup
-the driver built (`LabelLookup`). Pure pyarrow/pandas: tested without a JVM.
+`quarantine/` files themselves, into each table's stage folder of the run
+(`<table>/_stage/<run_id>/ingest_date=<d>/`), and hand Spark only a few count rows per batch;
+the driver then commits the staged files to the Delta tables (`Lake.commit_staged`). Rows never
+cross into the JVM, which on a small machine costs more than the decoding itself. Labels are
+applied in the worker whichever writer runs (`LabelLookup`, one Python regex dialect for
+`--label-from-path`). Pure pyarrow/pandas: tested without a JVM.
 """
 
 from __future__ import annotations
@@ -21,22 +23,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from medspark.schema import CATALOG_FIELDS, PIXEL_FIELDS, QUARANTINE_FIELDS, SUMMARY_ROW
+from medspark.schema import CATALOG_ARROW, PIXEL_ARROW, QUARANTINE_ARROW, SUMMARY_ARROW
 
-SUMMARY_COLUMNS = [f.name for f in SUMMARY_ROW.fields]
-
-
-def arrow_schema(fields) -> pa.Schema:
-    """Arrow schema of Spark fields, as Spark itself would write them."""
-    from pyspark.sql.pandas.types import to_arrow_schema
-    from pyspark.sql.types import StructType
-
-    return to_arrow_schema(StructType(list(fields)))
-
-
-CATALOG_ARROW = arrow_schema(CATALOG_FIELDS)  # label columns are appended per run
-PIXEL_ARROW = arrow_schema(PIXEL_FIELDS)
-QUARANTINE_ARROW = arrow_schema(QUARANTINE_FIELDS)
+SUMMARY_COLUMNS = SUMMARY_ARROW.names
 
 
 def label_arrow_fields(table: pd.DataFrame, columns: list[str]) -> list[pa.Field]:
@@ -83,7 +72,8 @@ class LabelLookup:
         return cls(["label"], [pa.field("label", pa.string())])
 
     def apply(self, row: dict[str, Any]) -> None:
-        """Add the label columns to one catalog row (null when it has no label)."""
+        """Add the label columns to one catalog row (null when it has no label); the regex is
+        Python's `re`, searched in the source path, for either writer."""
         if self.pattern is not None:
             m = re.search(self.pattern, row["source_path"])
             row["label"] = (m.group(1) or None) if m else None
@@ -142,9 +132,7 @@ def stage_rows(rows: list[dict[str, Any]], staging: Staging) -> pd.DataFrame:
     errors = [r for r in rows if r["kind"] == "error"]
     if planes:
         write_pixel_file(planes, staging.pixels, staging.compression)
-    if catalog:
-        for r in catalog:
-            staging.labels.apply(r)
+    if catalog:  # labelled already (records._flush)
         write_staged(pa.Table.from_pylist(catalog, schema=staging.catalog_arrow),
                      staging.catalog, staged_name(r["image_id"] for r in catalog))
     if errors:

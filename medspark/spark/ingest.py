@@ -1,7 +1,15 @@
 """The ingest job: listed files -> catalog/, pixels/, quarantine/ and a run manifest.
 
 Skeleton of every medspark job: list -> transform (one `mapInPandas` pass that reads, decodes,
-de-identifies and emits rows) -> write lake tables -> write `_runs/<run_id>.json`.
+de-identifies, labels and emits rows) -> commit lake tables (one Delta commit per table) ->
+write `_runs/<run_id>.json`.
+
+Nothing a previous run produced is removed or replaced: files already ingested (same path, size
+and mtime, on any date) are skipped, and a commit leaves out rows whose key is already in the
+table (`medspark.lake.TABLES`), so ingesting folder A and then folder B on the same day keeps
+both, and a re-run commits nothing new. A file whose content changed under the same path is a
+new version (new `image_id`s); the catalog's current version of a path is its latest
+(`Lake`-level rule documented in docs/lake.md).
 """
 
 from __future__ import annotations
@@ -10,41 +18,45 @@ import datetime as dt
 import logging
 import math
 import re
-import time
 from dataclasses import dataclass, field
 from functools import reduce
 
 import pandas as pd
+import pyarrow as pa
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from medspark.config import ConfigError, Settings, settings_dict
+from medspark.config import ConfigError, Settings
 from medspark.ingest.labels import prepare_labels
 from medspark.ingest.records import IngestContext, process_batches
-from medspark.ingest.staged import PIXEL_ARROW, QUARANTINE_ARROW, LabelLookup, Staging
+from medspark.ingest.staged import LabelLookup, Staging
 from medspark.io.types import Limits
-from medspark.lake import TABLES, Lake, is_local, local_path, new_run_id
+from medspark.lake import INGEST_TABLES, Lake, is_local, local_path
 from medspark.privacy.pseudonym import Pseudonymizer, resolve_key
 from medspark.schema import (
-    CATALOG_FIELDS,
-    INGEST_ROW,
-    PIXEL_FIELDS,
-    QUARANTINE_FIELDS,
-    SUMMARY_ROW,
+    CATALOG_ARROW,
+    INGEST_ROW_ARROW,
+    PIXEL_ARROW,
+    QUARANTINE_ARROW,
+    with_labels,
 )
-from medspark.session import driver_jvm_flags
 from medspark.spark.listing import (
     InputSpec,
+    check_scheme_supported,
     list_files,
     list_from_file,
     list_local_files,
     python_listable,
     resolve_input,
 )
-from medspark.versions import library_versions
+from medspark.spark.runs import job_run
+from medspark.spark.schemas import SUMMARY_ROW, spark_schema
 
 log = logging.getLogger(__name__)
+# quarantine reasons that may not hold next time (a hung mount, a permission fixed): a file
+# quarantined for one of them is tried again by the next run, not skipped as ingested
+TRANSIENT_ERRORS = ("read_timeout", "read_error", "file_not_found")
 
 
 @dataclass
@@ -85,13 +97,15 @@ def _read_mode(settings: Settings, spec: InputSpec) -> str:
     return mode
 
 
-def _previously_ingested(spark: SparkSession, lake: Lake, ingest_date: dt.date
-                         ) -> DataFrame | None:
-    """(path, size, mtime) of files already in catalog or quarantine on other dates."""
+def _previously_ingested(spark: SparkSession, lake: Lake) -> DataFrame | None:
+    """(path, size, mtime) of files already in catalog or quarantine (any date), from the
+    tables' current snapshots; transient quarantine reasons are tried again."""
     frames = []
     for table in ("catalog", "quarantine"):
-        if lake.exists(spark, table):
-            df = lake.read(spark, table).where(F.col("ingest_date") != F.lit(ingest_date))
+        if lake.exists(table):
+            df = lake.read(spark, table)
+            if table == "quarantine":
+                df = df.where(~F.col("error_class").isin(*TRANSIENT_ERRORS))
             frames.append(df.select("source_path", "source_size", "source_mtime"))
     if not frames:
         return None
@@ -109,42 +123,34 @@ def _skip_known(listing: DataFrame, known: DataFrame | None) -> DataFrame:
     return listing.join(F.broadcast(known), cond, "left_anti")
 
 
-def _label_frame(spark, request: IngestRequest, settings: Settings, pseudo: Pseudonymizer,
-                 rows: DataFrame) -> tuple[DataFrame, list[str]]:
-    """Join labels onto ingest rows; return the frame and the label column names."""
-    if request.label_from_path:
-        label = F.regexp_extract(F.col("source_path"), request.label_from_path, 1)
-        rows = rows.withColumn("label", F.when(label != "", label))
-        return rows, ["label"]
-    if not request.labels:
-        return rows.withColumn("label", F.lit(None).cast("string")), ["label"]
-    table, join_col = _label_table(request, settings, pseudo)
-    labels = spark.createDataFrame(table).withColumnRenamed(join_col, "_label_key")
-    joined = rows.join(F.broadcast(labels), rows[join_col] == labels["_label_key"], "left")
-    return joined.drop("_label_key"), [c for c in table.columns if c != join_col]
-
-
 def _label_table(request: IngestRequest, settings: Settings, pseudo: Pseudonymizer
                  ) -> tuple[pd.DataFrame, str]:
     """The `--labels` table and its join column; its label columns must not reuse an ingest
-    row's column name (the same rule whichever writer runs)."""
+    row's column name."""
     table, join_col = prepare_labels(request.labels, pseudo, settings.ingest.label_key)
-    clash = [c for c in table.columns if c != join_col and c in INGEST_ROW.names]
+    clash = [c for c in table.columns if c != join_col and c in INGEST_ROW_ARROW.names]
     if clash:
         raise ConfigError(f"{request.labels}: label columns clash with ingest columns: {clash}")
     return table, join_col
 
 
-def _worker_staging(request: IngestRequest, settings: Settings, pseudo: Pseudonymizer,
-                    lake: Lake, run_id: str) -> Staging:
-    """Staging folders and the label lookup for worker-written tables."""
+def label_lookup(request: IngestRequest, settings: Settings, pseudo: Pseudonymizer
+                 ) -> LabelLookup:
+    """How the workers label catalog rows, the same for both writers: a `--labels` table, a
+    `--label-from-path` regex (Python's `re`), or no label."""
     if request.label_from_path:
-        labels = LabelLookup.from_regex(request.label_from_path)
-    elif request.labels:
-        labels = LabelLookup.from_table(*_label_table(request, settings, pseudo))
-    else:
-        labels = LabelLookup.empty()
-    return Staging(**{t: local_path(lake.staging_path(run_id, t)) for t in TABLES},
+        return LabelLookup.from_regex(request.label_from_path)
+    if request.labels:
+        return LabelLookup.from_table(*_label_table(request, settings, pseudo))
+    return LabelLookup.empty()
+
+
+def _worker_staging(labels: LabelLookup, settings: Settings, lake: Lake, run_id: str,
+                    ingest_date: dt.date) -> Staging:
+    """Stage folders of the run's worker-written files, one per table."""
+    part = f"ingest_date={ingest_date.isoformat()}"
+    return Staging(**{t: local_path(f"{lake.run_dir(t, run_id)}/{part}")
+                      for t in INGEST_TABLES},
                    labels=labels, compression=settings.ingest.pixels_compression)
 
 
@@ -173,41 +179,48 @@ def _listings(spark: SparkSession, settings: Settings, request: IngestRequest,
 
 
 def run_ingest(spark: SparkSession, settings: Settings, request: IngestRequest,
-               key: bytes, run_id: str | None = None) -> dict:
+               key: bytes, run_id: str | None = None, lake: Lake | None = None) -> dict:
     """Run ingest and return its manifest (also written to `_runs/<run_id>.json`).
 
     Local (or shared, mounted) lake: the Python workers write the tables' files themselves and
-    return count rows, and the driver publishes the files; otherwise Spark writes the rows the
-    workers return.
+    return count rows, and the driver commits the files; otherwise Spark writes the rows the
+    workers return. Either way each table gets one Delta commit (pixels first, so a catalog
+    row's pixels are always visible before it).
     """
-    started = time.time()
-    run_id = run_id or new_run_id("ingest")
-    lake = Lake(request.lake)
+    lake = lake or Lake(request.lake)
     cfg = settings.ingest
     ingest_date = cfg.ingest_date or dt.date.today()
     specs = request.specs or [resolve_input(text) for text in request.inputs]
-    log.info("ingest %s: %d input(s) -> %s (ingest_date=%s)", run_id, len(specs), lake.root,
-             ingest_date)
+    for spec in specs:
+        check_scheme_supported(spark, spec.uri)
     worker_tables = cfg.pixel_writer == "worker" or (
         cfg.pixel_writer == "auto" and is_local(lake.root))
     if worker_tables and not is_local(lake.root):
         raise ConfigError("ingest.pixel_writer=worker needs a local (or shared, mounted) lake")
     pseudo = Pseudonymizer(key, settings.privacy.max_shift_days)
-    staging = _worker_staging(request, settings, pseudo, lake, run_id) \
-        if worker_tables else None
-    try:
-        listing_dir = local_path(lake.staging_path(run_id, "listing")) if worker_tables else None
+    labels = label_lookup(request, settings, pseudo)
+    with job_run(lake, "ingest", run_id) as run:
+        log.info("ingest %s: %d input(s) -> %s (ingest_date=%s)", run.run_id, len(specs),
+                 lake.root, ingest_date)
+        staging = _worker_staging(labels, settings, lake, run.run_id, ingest_date) \
+            if worker_tables else None
+        listing_dir = local_path(lake.staging_path(run.run_id, "listing")) \
+            if worker_tables else None
         listing, listed, jvm_listing = _listings(spark, settings, request, specs, listing_dir)
-        known = _previously_ingested(spark, lake, ingest_date) if cfg.incremental else None
+        known = _previously_ingested(spark, lake) if cfg.incremental else None
         ctx = IngestContext(
-            limits=Limits(**cfg.limits.model_dump()),
+            limits=Limits(**cfg.limits.model_dump(exclude={"read_timeout_s"})),
             key=key,
             max_shift_days=settings.privacy.max_shift_days,
-            run_id=run_id,
+            run_id=run.run_id,
             batch_bytes=cfg.batch_bytes,
             staging=staging,
+            labels=labels,
+            read_timeout_s=cfg.limits.read_timeout_s,
         )
-        out_schema = SUMMARY_ROW if staging else INGEST_ROW
+        out_schema = SUMMARY_ROW if staging else spark_schema(
+            with_labels(INGEST_ROW_ARROW, [f for f in labels.fields
+                                          if f.name not in INGEST_ROW_ARROW.names]))
         parts: list[DataFrame] = []
         files_listed = files_skipped = 0
         if listing is not None:
@@ -230,66 +243,66 @@ def run_ingest(spark: SparkSession, settings: Settings, request: IngestRequest,
             files_listed += listed
             files_skipped += listed - n_todo
             parts.append(todo.mapInPandas(lambda it: process_batches(it, ctx), out_schema))
-        log.info("ingest %s: %d file(s) listed, %d already ingested", run_id, files_listed,
+        log.info("ingest %s: %d file(s) listed, %d already ingested", run.run_id, files_listed,
                  files_skipped)
         rows = reduce(DataFrame.unionByName, parts)
         if staging:
-            summary = _write_by_workers(rows, staging, lake, ingest_date, run_id)
-            label_cols = staging.labels.columns
+            summary = _write_by_workers(spark, rows, staging, lake, run.run_id)
         else:
-            summary, label_cols = _write_by_spark(spark, request, settings, pseudo, rows,
-                                                  lake, ingest_date, run_id)
-    finally:
-        if worker_tables:
-            lake.drop_staging(run_id)
-
-    manifest = {
-        "run_id": run_id,
-        "job": "ingest",
-        "started_at": dt.datetime.fromtimestamp(started, dt.UTC).isoformat(),
-        "finished_at": None,
-        "inputs": list(request.inputs),
-        "input_lists": list(request.input_lists),
-        "labels": request.labels,
-        "label_from_path": request.label_from_path,
-        "lake": lake.root,
-        "ingest_date": ingest_date.isoformat(),
-        "config": settings_dict(settings),
-        "versions": library_versions(),
-        "spark": {"master": spark.sparkContext.master, "version": spark.version,
-                  "driver_jvm_flags": driver_jvm_flags(spark)},
-        "counts": _counts(spark, lake, ingest_date, summary, files_listed, files_skipped),
-        "pixel_writer": "worker" if worker_tables else "spark",
-    }
-    manifest["finished_at"] = dt.datetime.now(dt.UTC).isoformat()
-    manifest["duration_s"] = round(time.time() - started, 3)
-    manifest["outputs"] = {t: lake.partition_path(t, ingest_date)
-                           for t in ("catalog", "pixels", "quarantine")}
-    manifest["manifest_path"] = lake.write_manifest(spark, run_id, manifest)
+            summary = _write_by_spark(spark, settings, rows, labels, lake, ingest_date,
+                                      run.run_id)
+        counts = _counts(lake, summary, files_listed, files_skipped)
+        manifest = run.manifest(
+            spark, settings, counts,
+            outputs={t: {"table": lake.path(t), **lake.commits.get(t, {})}
+                     for t in INGEST_TABLES},
+            inputs=list(request.inputs), input_lists=list(request.input_lists),
+            labels=request.labels, label_from_path=request.label_from_path,
+            ingest_date=ingest_date.isoformat(),
+            pixel_writer="worker" if worker_tables else "spark")
     return manifest
 
 
-def _write_by_workers(rows: DataFrame, staging: Staging, lake: Lake, ingest_date: dt.date,
+def _commit_ingest_tables(spark: SparkSession, lake: Lake, run_id: str,
+                          catalog_arrow: pa.Schema, spark_schemas: dict | None = None) -> None:
+    """One Delta commit per table, pixels first (a catalog row's pixels are visible before
+    it is); rows whose key is already committed are left out."""
+    date_type = {"ingest_date": pa.date32()}
+    for table, arrow in (("pixels", PIXEL_ARROW), ("catalog", catalog_arrow),
+                         ("quarantine", QUARANTINE_ARROW)):
+        lake.commit_staged(spark, table, run_id, "ingest", partition_by=["ingest_date"],
+                           keys=list(_table_keys(table)), partition_types=date_type,
+                           spark_schema=(spark_schemas or {}).get(table) or spark_schema(
+                               with_labels(arrow, [pa.field("ingest_date", pa.date32())])))
+
+
+def _table_keys(table: str) -> tuple[str, ...]:
+    from medspark.lake import TABLES
+
+    return TABLES[table].keys
+
+
+def _write_by_workers(spark: SparkSession, rows: DataFrame, staging: Staging, lake: Lake,
                       run_id: str) -> dict:
-    """Run the workers (they write the staged files) and publish what they wrote."""
+    """Run the workers (they write the staged files) and commit what they wrote."""
     log.info("ingest %s: decoding; workers write catalog/, pixels/ and quarantine/ files",
              run_id)
     # a few count rows per task (one per batch and kind): summed on the driver, which spares
     # an aggregate's hash map per task, a shuffle and a final stage
     groups = rows.collect()
-    log.info("ingest %s: publishing the staged files", run_id)
-    lake.commit_staged(staging.catalog, "catalog", ingest_date, staging.catalog_arrow)
-    lake.commit_staged(staging.quarantine, "quarantine", ingest_date, QUARANTINE_ARROW)
-    lake.commit_staged(staging.pixels, "pixels", ingest_date, PIXEL_ARROW)
+    log.info("ingest %s: committing the staged files", run_id)
+    _commit_ingest_tables(spark, lake, run_id, staging.catalog_arrow)
     return _summary([g.asDict() for g in groups])
 
 
-def _write_by_spark(spark: SparkSession, request: IngestRequest, settings: Settings,
-                    pseudo: Pseudonymizer, rows: DataFrame, lake: Lake, ingest_date: dt.date,
-                    run_id: str) -> tuple[dict, list[str]]:
-    """Join labels and write the three tables with Spark (a lake workers cannot write)."""
-    rows, label_cols = _label_frame(spark, request, settings, pseudo, rows)
-    rows = rows.persist(StorageLevel.DISK_ONLY)  # pixel bytes: spill, do not hold in memory
+def _write_by_spark(spark: SparkSession, settings: Settings, rows: DataFrame,
+                    labels: LabelLookup, lake: Lake, ingest_date: dt.date, run_id: str
+                    ) -> dict:
+    """Write the three tables with Spark (a lake the workers cannot write): the labelled rows
+    come back from the workers, Spark writes each table's files into the run's stage folder
+    and the driver commits them."""
+    rows = rows.withColumn("ingest_date", F.lit(ingest_date)).persist(
+        StorageLevel.DISK_ONLY)  # pixel bytes: spill, do not hold in memory
     try:
         log.info("ingest %s: reading and decoding", run_id)
         groups = rows.groupBy("kind", "error_class").agg(
@@ -298,20 +311,27 @@ def _write_by_spark(spark: SparkSession, request: IngestRequest, settings: Setti
                            True)).alias("files"),
             F.count("label").alias("labelled"),
         ).collect()  # first action: decodes everything once, into the cache
-        log.info("ingest %s: writing pixels/", run_id)
-        planes = rows.where(F.col("kind") == "plane")
-        lake.write_partition(planes.select(*[f.name for f in PIXEL_FIELDS]), "pixels",
-                             ingest_date, settings.ingest.pixels_compression)
-        log.info("ingest %s: writing catalog/ and quarantine/", run_id)
-        catalog_cols = [f.name for f in CATALOG_FIELDS] + label_cols
-        lake.write_partition(rows.where(F.col("kind").isin("plane", "object"))
-                             .select(*catalog_cols), "catalog", ingest_date)
-        lake.write_partition(rows.where(F.col("kind") == "error")
-                             .select(*[f.name for f in QUARANTINE_FIELDS]), "quarantine",
-                             ingest_date)
+        catalog_cols = CATALOG_ARROW.names + [c for c in labels.columns
+                                              if c not in CATALOG_ARROW.names]
+        frames = {
+            "pixels": rows.where(F.col("kind") == "plane").select(*PIXEL_ARROW.names,
+                                                                   "ingest_date"),
+            "catalog": rows.where(F.col("kind").isin("plane", "object")).select(
+                *catalog_cols, "ingest_date"),
+            "quarantine": rows.where(F.col("kind") == "error").select(
+                *QUARANTINE_ARROW.names, "ingest_date"),
+        }
+        for table, frame in frames.items():
+            log.info("ingest %s: writing %s/", run_id, table)
+            compression = settings.ingest.pixels_compression if table == "pixels" else "zstd"
+            (frame.write.mode("append").option("compression", compression)
+             .partitionBy("ingest_date").parquet(lake.run_dir(table, run_id)))
+        _commit_ingest_tables(spark, lake, run_id, with_labels(
+            CATALOG_ARROW, [f for f in labels.fields if f.name not in CATALOG_ARROW.names]),
+            {t: f.schema for t, f in frames.items()})
     finally:
         rows.unpersist()
-    return _summary([g.asDict() for g in groups]), label_cols
+    return _summary([g.asDict() for g in groups])
 
 
 def _summary(groups: list[dict]) -> dict:
@@ -335,18 +355,20 @@ def _summary(groups: list[dict]) -> dict:
     }
 
 
-def _counts(spark: SparkSession, lake: Lake, ingest_date: dt.date, summary: dict,
-            files_listed: int, files_skipped: int) -> dict:
-    """Counts of the run; rows per table are read back from what was written, and the
-    invariant (every processed file in catalog or quarantine, once) is checked against them."""
-    written = {t: lake.count_rows(spark, t, ingest_date) for t in ("catalog", "pixels",
-                                                                  "quarantine")}
-    processed = files_listed - files_skipped
-    consistent = written == {"catalog": summary["catalog_rows"],
-                             "pixels": summary["plane_rows"],
-                             "quarantine": summary["quarantine_rows"]}
+def _counts(lake: Lake, summary: dict, files_listed: int, files_skipped: int) -> dict:
+    """Counts of the run. Rows produced come from the workers' count rows; rows committed
+    from the commits, which leave out rows already in a table (a re-run, a file copied under
+    a second name): produced = committed + already present, or the run did not account for
+    every file."""
+    produced = {"catalog": summary["catalog_rows"], "pixels": summary["plane_rows"],
+                "quarantine": summary["quarantine_rows"]}
+    committed = {t: lake.commits.get(t, {}).get("rows", 0) for t in produced}
+    present = {t: lake.commits.get(t, {}).get("duplicates_dropped", 0) for t in produced}
+    consistent = all(committed[t] + present[t] == produced[t] for t in produced)
     if not consistent:
-        log.error("rows written %s differ from rows produced %s", written, summary)
+        log.error("rows committed %s + already present %s differ from rows produced %s",
+                  committed, present, produced)
+    processed = files_listed - files_skipped
     return {
         "files_listed": files_listed,
         "files_skipped_already_ingested": files_skipped,
@@ -356,7 +378,9 @@ def _counts(spark: SparkSession, lake: Lake, ingest_date: dt.date, summary: dict
         "non_image_objects": summary["object_rows"],
         "files_quarantined": summary["quarantine_rows"],
         "quarantined_by_class": summary["quarantined_by_class"],
-        "rows": written,
+        "rows_produced": produced,
+        "rows": committed,
+        "rows_already_present": present,
         "labelled_catalog_rows": summary["labelled"],
         "all_files_accounted": consistent and (
             summary["files_cataloged"] + summary["quarantine_rows"] == processed),

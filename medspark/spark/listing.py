@@ -21,7 +21,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from medspark.config import ConfigError
-from medspark.lake import is_local, local_path
+from medspark.uris import is_local, local_path, uri_scheme
 
 GLOB_CHARS = set("*?[{")
 
@@ -38,8 +38,44 @@ def _to_uri(path: str) -> str:
     return "file:" + os.path.abspath(local_path(path)) if is_local(path) else path.rstrip("/")
 
 
+# URI schemes of Hadoop-compatible filesystems Spark installations provide (with the matching
+# connector on the classpath); anything else is a typo or a filesystem medspark cannot list.
+HADOOP_SCHEMES = ("hdfs", "webhdfs", "swebhdfs", "viewfs", "har", "s3a", "s3", "s3n", "gs",
+                  "abfs", "abfss", "wasb", "wasbs", "adl", "oss", "cos", "cosn", "obs", "ofs",
+                  "o3fs", "alluxio", "jfs", "dbfs", "maprfs", "ftp", "sftp", "http", "https")
+
+
+def check_scheme(text: str) -> None:
+    """ConfigError (before Spark starts) for an input whose scheme no filesystem handles."""
+    scheme = uri_scheme(text)
+    if scheme and scheme != "file" and scheme not in HADOOP_SCHEMES:
+        raise ConfigError(
+            f"input {text!r}: no filesystem handles the URI scheme {scheme!r}; use a local "
+            f"path, file:, or a Hadoop filesystem scheme ({', '.join(HADOOP_SCHEMES[:12])}, "
+            "...) whose connector the Spark installation has")
+
+
+def check_scheme_supported(spark: SparkSession, uri: str) -> None:
+    """ConfigError when this Spark installation has no Hadoop FileSystem for `uri`'s scheme
+    (its connector jar is missing), instead of a Java stack trace from the listing."""
+    scheme = uri_scheme(uri)
+    if not scheme or scheme == "file":
+        return
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    try:
+        jvm.org.apache.hadoop.fs.FileSystem.getFileSystemClass(scheme, conf)
+    except Exception as e:  # noqa: BLE001 - UnsupportedFileSystemException / ClassNotFound
+        raise ConfigError(
+            f"input {uri!r}: this Spark installation has no filesystem for the URI scheme "
+            f"{scheme!r} ({str(e).splitlines()[0][:160]}); add its Hadoop connector to the "
+            "classpath (e.g. --packages or --jars) or copy the files somewhere readable"
+        ) from None
+
+
 def resolve_input(text: str) -> InputSpec:
     """Validate one input (before Spark starts, for local paths) and find its root."""
+    check_scheme(text)
     if is_local(text):
         path = local_path(text)
         has_glob = any(c in path for c in GLOB_CHARS)
@@ -76,6 +112,7 @@ def list_files(spark: SparkSession, spec: InputSpec, with_content: bool = False)
         F.col("length").alias("size"),
         (F.unix_millis(F.col("modificationTime"))).alias("mtime"),
     ]
+    cols.append(F.lit(None).cast("string").alias("problem"))
     if with_content:
         cols.append(F.col("content"))
     listed = _with_relpath(df.select(*cols), spec.root)
@@ -113,7 +150,21 @@ def _walk(root: str) -> Iterator[str]:
                 yield os.path.join(folder, name)
 
 
-def local_files(pattern: str) -> Iterator[tuple[str, int, int]]:
+def representable(path: str) -> tuple[str, str | None]:
+    """(the path as text, None) for a name Spark and Parquet can carry (any character but
+    NUL, including newline and tab), else (a readable, unique escaped form, the reason): a
+    name that is not valid UTF-8 arrives from the OS as lone surrogates, which no UTF-8
+    string column can hold."""
+    try:
+        path.encode("utf-8")
+        return path, None
+    except UnicodeEncodeError:
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        return shown, ("unrepresentable_file_name: the file name is not valid UTF-8 "
+                       "(shown with \\x escapes); rename it to ingest it")
+
+
+def local_files(pattern: str) -> Iterator[tuple[str, int | None, int | None]]:
     """(absolute path, size, mtime ms) of every file a local input names, streamed: a file, a
     directory (recursively) or a glob (each match a file or a directory)."""
     roots = sorted(globlib.iglob(pattern)) if set(pattern) & GLOB_CHARS else [pattern]
@@ -150,6 +201,7 @@ LISTING_ARROW = pa.schema([
     pa.field("size", pa.int64()),
     pa.field("mtime", pa.int64()),
     pa.field("relpath", pa.string()),
+    pa.field("problem", pa.string()),  # `<error_class>: <message>`: quarantined unopened
 ])
 
 
@@ -166,12 +218,15 @@ def list_local_files(spark: SparkSession, spec: InputSpec, folder: str,
     os.makedirs(folder, exist_ok=True)
     out = os.path.join(folder, f"listing-{len(os.listdir(folder)):04d}.parquet")
     with pq.ParquetWriter(out, LISTING_ARROW) as writer:
-        batch: list[tuple[str, int | None, int | None, str | None]] = []
+        batch: list[tuple[str, int | None, int | None, str | None, str | None]] = []
         count = 0
         for path, size, mtime in local_files(local_path(spec.uri)):
             count += 1
             rel = path[len(prefix):] if path.startswith(prefix) else None
-            batch.append(("file:" + path, size, mtime, rel))
+            path, problem = representable(path)
+            if problem and rel is not None:
+                rel = representable(rel)[0]
+            batch.append(("file:" + path, size, mtime, rel, problem))
             if len(batch) >= batch_rows:
                 writer.write_table(_listing_table(batch))
                 batch = []
@@ -179,11 +234,11 @@ def list_local_files(spark: SparkSession, spec: InputSpec, folder: str,
     return spark.read.schema(LISTING_SCHEMA).parquet("file:" + out), count
 
 
-LISTING_SCHEMA = "path string, size long, mtime long, relpath string"
+LISTING_SCHEMA = "path string, size long, mtime long, relpath string, problem string"
 
 
 def _listing_table(batch: list[tuple]) -> pa.Table:
-    columns = list(zip(*batch, strict=True)) if batch else [[], [], [], []]
+    columns = list(zip(*batch, strict=True)) if batch else [[] for _ in LISTING_ARROW]
     return pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(columns, LISTING_ARROW,
                                                                            strict=True)],
                                 schema=LISTING_ARROW)
@@ -216,8 +271,10 @@ def list_empty_files(spark: SparkSession, spec: InputSpec, with_content: bool = 
         paths = list(_remote_empty_files(spark, spec.uri))
     if not paths:
         return None
-    schema = "path string, size long, mtime long" + (", content binary" if with_content else "")
-    rows = [(p, 0, t, b"") if with_content else (p, 0, t) for p, t in sorted(set(paths))]
+    schema = "path string, size long, mtime long, problem string" + (
+        ", content binary" if with_content else "")
+    rows = [(p, 0, t, None, b"") if with_content else (p, 0, t, None)
+            for p, t in sorted(set(paths))]
     return _with_relpath(spark.createDataFrame(rows, schema), spec.root)
 
 
@@ -242,5 +299,6 @@ def list_from_file(spark: SparkSession, list_file: str) -> DataFrame:
         path.alias("path"),
         F.lit(None).cast("long").alias("size"),
         F.lit(None).cast("long").alias("mtime"),
+        F.lit(None).cast("string").alias("problem"),
     )
     return _with_relpath(df, base)

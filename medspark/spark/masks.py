@@ -6,10 +6,14 @@ maps the raw SOP Instance UIDs its contours reference through the same HMAC as t
 rasterises every ROI onto the slices it is drawn on (`medspark.segment.rtstruct`; UID match,
 slice-position fallback). Raw identifiers never leave the task.
 
-    masks/source=rtstruct/ingest_date=<d>/   image_id, roi_name, rtstruct_id, height, width,
-                                              data (uint8 0/1), mask_source
-    masks/source=seg/ingest_date=<d>/        the same for DICOM SEG segments (SegmentLabel as
-                                              roi_name, the SEG's first-plane id as rtstruct_id)
+    masks/source=rtstruct    image_id, roi_name, rtstruct_id, height, width, data (uint8 0/1),
+                             mask_source; partitioned by the structure set's ingest_date
+    masks/source=seg         the same for DICOM SEG segments (SegmentLabel as roi_name, the
+                             SEG's first-plane id as rtstruct_id)
+
+Incremental: a run rasterises the structure sets not yet in masks/, and with `--date D` also
+those whose study received planes on D (an RTSTRUCT that arrived before its images); rows already
+committed (same source, image, ROI) are not added again.
 
 `run_label_masks` does the same for label images (NIfTI, PNG, ... read by medspark's readers):
 each label file is matched to an ingested image by its relative path, rewritten with a regex
@@ -19,11 +23,12 @@ k of the image); every distinct non-zero label value becomes one ROI (`label-<va
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
-import time
 
 import pandas as pd
+from pydicom.uid import RTStructureSetStorage, SegmentationStorage
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
@@ -36,12 +41,12 @@ from pyspark.sql.types import (
 )
 
 from medspark.config import ConfigError, Settings
-from medspark.lake import Lake, new_run_id
-from medspark.spark.imaging import job_manifest, write_by_date
+from medspark.lake import Lake, table_of
+from medspark.spark.runs import count_by, job_run, reason_of
 
 log = logging.getLogger(__name__)
-RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
-SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+RTSTRUCT_SOP_CLASS = str(RTStructureSetStorage)
+SEG_SOP_CLASS = str(SegmentationStorage)
 GEOMETRY_KEYS = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows",
                  "Columns", "SliceThickness")
 MASK_ROW = StructType([
@@ -97,52 +102,76 @@ def _rasterise_group(group: pd.DataFrame, key: bytes, max_shift_days: int) -> pd
     return pd.DataFrame.from_records(rows, columns=MASK_ROW.names)
 
 
-def run_masks(spark: SparkSession, settings: Settings, lake_root: str, key: bytes) -> dict:
-    """Rasterise every cataloged RTSTRUCT onto its study's slices; writes masks/."""
-    started, run_id, lake = time.time(), new_run_id("masks"), Lake(lake_root)
-    if not lake.exists(spark, "catalog"):
-        raise ConfigError(f"{lake.path('catalog')} not found: run `medspark ingest` first")
-    catalog = lake.read(spark, "catalog")
-    # one row per object: an RTSTRUCT's object row, a SEG's first frame (ingest decodes SEGs)
-    objects = catalog.where(F.col("sop_class_uid").isin(RTSTRUCT_SOP_CLASS, SEG_SOP_CLASS)
-                            & (F.col("plane_index").isNull() | (F.col("plane_index") == 0)))
-    rt = objects.select(
-        F.col("image_id").alias("rtstruct_id"), F.col("source_path").alias("rt_path"),
-        "study_pseudo_uid", F.col("ingest_date").alias("rt_ingest_date"),
-        F.when(F.col("sop_class_uid") == SEG_SOP_CLASS, "seg").otherwise("rtstruct")
-        .alias("rt_kind"))
-    planes = catalog.where((F.col("n_planes") == 1) & F.col("plane_index").isNotNull()
-                           & ~F.col("sop_class_uid").eqNullSafe(SEG_SOP_CLASS)).select(
-        "image_id", "study_pseudo_uid", "sop_pseudo_uid",
-        *[F.col("attributes")[k].alias(k) for k in GEOMETRY_KEYS])
-    pairs = rt.join(planes, "study_pseudo_uid")
-    max_shift = settings.privacy.max_shift_days
-    out = pairs.groupBy("rtstruct_id").applyInPandas(
-        lambda g: _rasterise_group(g, key, max_shift), MASK_ROW).cache()
-    try:
-        masks = out.where(F.col("data").isNotNull()).drop("error", "skipped_contours")
-        targets = {}
-        for kind in ("rtstruct", "seg"):
-            if kind == "rtstruct" or masks.where(F.col("mask_source") == kind).limit(1).count():
-                targets[kind] = f"{lake.path('masks')}/source={kind}"
-                write_by_date(masks.where(F.col("mask_source") == kind), targets[kind])
-        summary = out.agg(
-            F.countDistinct("rtstruct_id").alias("objects_with_slices"),
-            F.count("data").alias("masks"),
-            F.countDistinct("roi_name").alias("roi_names"),
-            F.count("error").alias("errors"),
-        ).first().asDict()
-        errors = [r["error"] for r in out.where(F.col("error").isNotNull())
-                  .select("error").limit(20).collect()]
-    finally:
-        out.unpersist()
-    summary["rtstructs_cataloged"] = rt.where(F.col("rt_kind") == "rtstruct").count()
-    summary["segs_cataloged"] = rt.where(F.col("rt_kind") == "seg").count()
-    log.info("masks %s: %s", run_id, summary)
-    return job_manifest(spark, lake, "masks", run_id, started, settings, {
-        "counts": {**summary, "error_messages": errors},
-        "outputs": {"masks": targets["rtstruct"], **({"seg_masks": targets["seg"]}
-                                                     if "seg" in targets else {})}})
+def run_masks(spark: SparkSession, settings: Settings, lake_root: str, key: bytes,
+              dates: list[dt.date] | None = None, run_id: str | None = None,
+              lake: Lake | None = None) -> dict:
+    """Rasterise the cataloged RTSTRUCTs and SEGs not yet in masks/ (and, with `dates`, those
+    whose study received planes on those dates) onto their study's slices; commits masks/."""
+    lake = lake or Lake(lake_root)
+    with job_run(lake, "masks", run_id) as run:
+        catalog = lake.read(spark, "catalog")
+        # one row per object: an RTSTRUCT's object row, a SEG's first frame (ingest decodes
+        # SEGs)
+        objects = catalog.where(F.col("sop_class_uid").isin(RTSTRUCT_SOP_CLASS, SEG_SOP_CLASS)
+                                & (F.col("plane_index").isNull() | (F.col("plane_index") == 0)))
+        rt = objects.select(
+            F.col("image_id").alias("rtstruct_id"), F.col("source_path").alias("rt_path"),
+            "study_pseudo_uid", F.col("ingest_date").alias("rt_ingest_date"),
+            F.when(F.col("sop_class_uid") == SEG_SOP_CLASS, "seg").otherwise("rtstruct")
+            .alias("rt_kind")).dropDuplicates(["rtstruct_id"])
+        planes = catalog.where((F.col("n_planes") == 1) & F.col("plane_index").isNotNull()
+                               & ~F.col("sop_class_uid").eqNullSafe(SEG_SOP_CLASS)).select(
+            "image_id", "study_pseudo_uid", "sop_pseudo_uid", "ingest_date",
+            *[F.col("attributes")[k].alias(k) for k in GEOMETRY_KEYS]) \
+            .dropDuplicates(["image_id"])
+        todo = _objects_to_rasterise(spark, lake, rt, planes, dates)
+        pairs = todo.join(planes.drop("ingest_date"), "study_pseudo_uid")
+        max_shift = settings.privacy.max_shift_days
+        out = pairs.groupBy("rtstruct_id").applyInPandas(
+            lambda g: _rasterise_group(g, key, max_shift), MASK_ROW).cache()
+        try:
+            masks = out.where(F.col("data").isNotNull()).drop("error", "skipped_contours")
+            summary = out.agg(
+                F.countDistinct("rtstruct_id").alias("objects_with_slices"),
+                F.count("data").alias("masks"),
+                F.countDistinct("roi_name").alias("roi_names"),
+                F.count("error").alias("errors"),
+            ).first().asDict()
+            summary["errors_by_reason"] = count_by(
+                out.select(reason_of("error").alias("reason")), "reason")
+            errors = [r["error"] for r in out.where(F.col("error").isNotNull())
+                      .select("error").limit(20).collect()]
+            for kind in ("rtstruct", "seg"):
+                lake.write_table(spark, masks.where(F.col("mask_source") == kind),
+                                 table_of("masks", kind), run.run_id, "masks")
+        finally:
+            out.unpersist()
+        kinds = {r["rt_kind"]: r["count"] for r in rt.groupBy("rt_kind").count().collect()}
+        summary["rtstructs_cataloged"] = kinds.get("rtstruct", 0)
+        summary["segs_cataloged"] = kinds.get("seg", 0)
+        summary["objects_processed"] = todo.count()
+        log.info("masks %s: %s", run.run_id, summary)
+        outputs = {f"masks_{kind}": {"table": lake.path(table_of("masks", kind)),
+                                     **lake.commits.get(table_of("masks", kind), {})}
+                   for kind in ("rtstruct", "seg")}
+        return run.manifest(spark, settings, {**summary, "error_messages": errors}, outputs,
+                            dates=[d.isoformat() for d in dates or []])
+
+
+def _objects_to_rasterise(spark: SparkSession, lake: Lake, rt, planes,
+                          dates: list[dt.date] | None):
+    """Structure sets not yet in masks/, plus (with `dates`) those whose study got planes on
+    one of the dates."""
+    todo = rt
+    for kind in ("rtstruct", "seg"):
+        if lake.exists(table_of("masks", kind)):
+            done = lake.read(spark, table_of("masks", kind)).select("rtstruct_id").distinct()
+            todo = todo.join(done, "rtstruct_id", "left_anti")
+    if dates:
+        fresh = planes.where(F.col("ingest_date").isin(list(dates))).select(
+            "study_pseudo_uid").distinct()
+        todo = todo.unionByName(rt.join(fresh, "study_pseudo_uid", "left_semi")).distinct()
+    return todo
 
 
 LABEL_ROW = StructType([
@@ -197,50 +226,53 @@ def _label_planes(batches, pattern: str, replacement: str):
 
 
 def run_label_masks(spark: SparkSession, settings: Settings, lake_root: str, labels_uri: str,
-                    source: str, pattern: str = r"^(.*)$", replacement: str = r"\1") -> dict:
+                    source: str, pattern: str = r"^(.*)$", replacement: str = r"\1",
+                    run_id: str | None = None) -> dict:
     """Masks from label images under `labels_uri`, joined to ingested planes by relative path
-    (rewritten by `pattern` -> `replacement`) and plane index; writes masks/source=<source>/."""
+    (rewritten by `pattern` -> `replacement`) and plane index; commits masks/ with
+    source=<source>."""
     from medspark.spark.listing import list_files, resolve_input
 
-    started, run_id, lake = time.time(), new_run_id("masks"), Lake(lake_root)
-    if not lake.exists(spark, "catalog"):
-        raise ConfigError(f"{lake.path('catalog')} not found: run `medspark ingest` first")
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", source) or source == "rtstruct":
+    lake = Lake(lake_root)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", source) or source in ("rtstruct", "seg"):
         raise ConfigError(f"mask source name {source!r}: use letters, digits, '_', '.', '-' "
-                          "(and not 'rtstruct')")
+                          "(and not 'rtstruct' or 'seg')")
     try:
         re.compile(pattern).sub(replacement, "")
     except (re.error, IndexError) as e:
         raise ConfigError(f"label path rewrite {pattern!r} -> {replacement!r}: {e}") from None
-    files = list_files(spark, resolve_input(labels_uri))
-    planes = lake.read(spark, "catalog").where(F.col("plane_index").isNotNull()).select(
-        "image_id", F.col("source_relpath").alias("image_relpath"), "plane_index",
-        F.col("rows").alias("image_rows"), F.col("cols").alias("image_cols"), "ingest_date")
-    labels = files.mapInPandas(lambda it: _label_planes(it, pattern, replacement), LABEL_ROW)
-    joined = labels.join(planes, ["image_relpath", "plane_index"], "left").withColumn(
-        "error", F.coalesce(
-            F.col("error"),
-            F.when(F.col("image_id").isNull(), F.lit("no_matching_image_plane")),
-            F.when((F.col("height") != F.col("image_rows"))
-                   | (F.col("width") != F.col("image_cols")),
-                   F.lit("shape_differs_from_image")))).cache()
-    try:
-        good = joined.where(F.col("error").isNull()).select(
-            "image_id", "roi_name", F.lit(None).cast("string").alias("rtstruct_id"), "height",
-            "width", "data", F.lit(source).alias("mask_source"), "ingest_date")
-        target = f"{lake.path('masks')}/source={source}"
-        write_by_date(good, target)
-        counts = joined.agg(
-            F.countDistinct("label_path").alias("label_files"),
-            F.count(F.when(F.col("error").isNull(), 1)).alias("masks"),
-            F.countDistinct(F.when(F.col("error").isNull(), F.col("roi_name"))).alias(
-                "roi_names"),
-            F.count("error").alias("errors"),
-        ).first().asDict()
-        problems = {r["error"].split(":", 1)[0]: r["count"] for r in
-                    joined.where(F.col("error").isNotNull()).groupBy("error").count().collect()}
-    finally:
-        joined.unpersist()
-    return job_manifest(spark, lake, "masks", run_id, started, settings, {
-        "labels": labels_uri, "rewrite": [pattern, replacement],
-        "counts": {**counts, "errors_by_reason": problems}, "outputs": {"masks": target}})
+    with job_run(lake, "masks", run_id) as run:
+        files = list_files(spark, resolve_input(labels_uri))
+        planes = lake.read(spark, "catalog").where(F.col("plane_index").isNotNull()).select(
+            "image_id", F.col("source_relpath").alias("image_relpath"), "plane_index",
+            F.col("rows").alias("image_rows"), F.col("cols").alias("image_cols"),
+            "ingest_date").dropDuplicates(["image_id"])
+        labels = files.mapInPandas(lambda it: _label_planes(it, pattern, replacement),
+                                   LABEL_ROW)
+        joined = labels.join(planes, ["image_relpath", "plane_index"], "left").withColumn(
+            "error", F.coalesce(
+                F.col("error"),
+                F.when(F.col("image_id").isNull(), F.lit("no_matching_image_plane")),
+                F.when((F.col("height") != F.col("image_rows"))
+                       | (F.col("width") != F.col("image_cols")),
+                       F.lit("shape_differs_from_image")))).cache()
+        try:
+            good = joined.where(F.col("error").isNull()).select(
+                "image_id", "roi_name", F.lit(None).cast("string").alias("rtstruct_id"),
+                "height", "width", "data", F.lit(source).alias("mask_source"), "ingest_date")
+            counts = joined.agg(
+                F.countDistinct("label_path").alias("label_files"),
+                F.count(F.when(F.col("error").isNull(), 1)).alias("masks"),
+                F.countDistinct(F.when(F.col("error").isNull(), F.col("roi_name"))).alias(
+                    "roi_names"),
+                F.count("error").alias("errors"),
+            ).first().asDict()
+            counts["errors_by_reason"] = count_by(
+                joined.select(reason_of("error").alias("reason")), "reason")
+            lake.write_table(spark, good, table_of("masks", source), run.run_id, "masks")
+        finally:
+            joined.unpersist()
+        return run.manifest(spark, settings, counts,
+                            {"masks": {"table": lake.path(table_of("masks", source)),
+                                       **lake.commits.get(table_of("masks", source), {})}},
+                            labels=labels_uri, rewrite=[pattern, replacement])

@@ -40,7 +40,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from medspark.config import ConfigError, Settings
-from medspark.lake import Lake, is_local, local_path, new_run_id
+from medspark.lake import Lake, is_local, local_path, new_run_id, table_of
 from medspark.models.config import TrainSettings
 from medspark.models.missing import FittedImputer, Interpolate, MissingValuePlan
 from medspark.models.mllib import (
@@ -82,44 +82,43 @@ def train_settings(settings: Settings, train: TrainSettings | None) -> TrainSett
     return train or getattr(settings, "train", None) or TrainSettings()
 
 
-def features_path(spark: SparkSession, lake: Lake, feature_set: str | None) -> tuple[str, str]:
-    """(path, hash) of the feature set to use: the configured one or the only one."""
-    root = lake.path("features")
-    if feature_set:
-        path = f"{root}/feature_set={feature_set}"
-        if is_local(path) and not os.path.isdir(local_path(path)):
-            raise ConfigError(f"{path} not found: run `medspark features` first")
-        return path, feature_set
-    if not is_local(root) or not os.path.isdir(local_path(root)):
-        raise ConfigError(f"{root} not found: run `medspark features` first "
-                          "(or set train.feature_set)")
-    sets = sorted(n.split("=", 1)[1] for n in os.listdir(local_path(root))
-                  if n.startswith("feature_set="))
-    if len(sets) != 1:
-        raise ConfigError(f"{root} holds feature sets {sets}: set train.feature_set")
-    return f"{root}/feature_set={sets[0]}", sets[0]
+def read_features(spark: SparkSession, lake: Lake, feature_set: str | None,
+                  version: int | str | None = None) -> tuple[DataFrame, dict[str, Any]]:
+    """One feature set of the lake (the configured one or the only one) at its table's
+    current version (or `version`: a number or a timestamp), and where it came from."""
+    sets = lake.configurations("features")
+    if feature_set is None:
+        if len(sets) != 1:
+            raise ConfigError(f"{lake.path('features')} holds feature sets {sets}: set "
+                              "train.feature_set" if sets else f"{lake.path('features')} not "
+                              "found: run `medspark features` first")
+        feature_set = sets[0]
+    elif feature_set not in sets:
+        raise ConfigError(f"feature set {feature_set} is not in {lake.path('features')} "
+                          f"(it holds {sets}): run `medspark features` first")
+    table = table_of("features", feature_set)
+    try:
+        snap = lake.snapshot(table, version)
+    except Exception as e:  # noqa: BLE001 - no such version / timestamp before the table
+        raise ConfigError(f"--as-of {version}: {lake.path(table)} has no such version "
+                          f"({str(e).splitlines()[0]})") from None
+    frame = lake.read(spark, table, snap=snap)
+    return frame, {"lake": lake.root, "features": lake.path(table),
+                   "feature_set": feature_set, "features_version": snap.version}
 
 
 def read_source(spark: SparkSession, lake: Lake | None, table: str | None,
-                train: TrainSettings) -> tuple[DataFrame, dict[str, Any]]:
-    """The raw table and a description of where it came from."""
+                train: TrainSettings, as_of: int | str | None = None
+                ) -> tuple[DataFrame, dict[str, Any]]:
+    """The raw table and a description of where it came from (for the lake's features: the
+    feature set and the exact table version read)."""
     if table:
         try:
             return spark.read.parquet(table), {"table": table}
         except Exception as e:  # noqa: BLE001 - AnalysisException: path does not exist
             raise ConfigError(f"table {table} cannot be read: {e}") from None
     assert lake is not None
-    path, digest = features_path(spark, lake, train.feature_set)
-    runs = []
-    runs_dir = local_path(lake.path("_runs"))
-    if os.path.isdir(runs_dir):
-        for name in sorted(os.listdir(runs_dir)):
-            if name.startswith("features-") and name.endswith(".json"):
-                with open(os.path.join(runs_dir, name)) as fh:
-                    if json.load(fh).get("feature_set") == digest:
-                        runs.append(name.removesuffix(".json"))
-    return spark.read.parquet(path), {"lake": lake.root, "features": path,
-                                      "feature_set": digest, "feature_runs": runs}
+    return read_features(spark, lake, train.feature_set, as_of)
 
 
 def choose_features(df: DataFrame, train: TrainSettings, reserved: list[str],
@@ -168,9 +167,10 @@ def missing_columns(df: DataFrame, needed: list[str]) -> list[str]:
 
 
 def prepare(spark: SparkSession, train: TrainSettings, lake: Lake | None, table: str | None,
-            label: str | None, id_col: str, group_col: str) -> TrainData:
+            label: str | None, id_col: str, group_col: str,
+            as_of: int | str | None = None) -> TrainData:
     """Read, select and (optionally) aggregate the rows; encode the label as `_ms_label`."""
-    raw, source = read_source(spark, lake, table, train)
+    raw, source = read_source(spark, lake, table, train, as_of)
     counts: dict[str, int] = {}
     if "feature_error" in raw.columns:
         counts["feature_error_rows"] = raw.where(F.col("feature_error").isNotNull()).count()
@@ -502,7 +502,7 @@ def versions() -> dict[str, Any]:
 def run_train(spark: SparkSession, settings: Settings, lake_root: str | None = None,
               table: str | None = None, label: str | None = None, task: str | None = None,
               id_col: str | None = None, group_col: str | None = None,
-              train: TrainSettings | None = None) -> dict:
+              train: TrainSettings | None = None, as_of: int | str | None = None) -> dict:
     """Select, refit and evaluate a model; write `models/<model_id>/` and a run manifest.
 
     `lake_root` is required (models/ and _runs/ live there); `table` trains on any Parquet
@@ -522,7 +522,7 @@ def run_train(spark: SparkSession, settings: Settings, lake_root: str | None = N
     if not is_local(lake.root):
         raise ConfigError("train writes models/ with local file I/O: use a local lake")
     data = prepare(spark, cfg, None if table else lake, table, cfg.label, cfg.id_col,
-                   cfg.group_col)
+                   cfg.group_col, as_of)
     n_classes = len(data.labels or []) if cfg.task == "classification" else 0
     check_algorithms(cfg, n_classes)
     keys = data.frame.select(*dict.fromkeys([data.key, data.group,
@@ -547,7 +547,7 @@ def run_train(spark: SparkSession, settings: Settings, lake_root: str | None = N
     meta = {**result["metadata"], "split": split_info, "train_run_id": run_id}
     with open(f"{out_dir}/metadata.json", "w") as fh:
         json.dump(meta, fh, indent=2, sort_keys=True, default=str)
-    from medspark.spark.imaging import job_manifest
+    from medspark.spark.runs import job_manifest
 
     return job_manifest(spark, lake, "train", run_id, started, settings, manifest_extra)
 
