@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed
 RADIOMICS := $(VENV)/.radiomics
 DEMO   := build/demo
 
-.PHONY: demo test lint check-java clean bench-ingest bench-features bench-preprocess bench-train
+.PHONY: demo test lint check-java clean dist bench-ingest bench-features bench-preprocess bench-train \
+	bench-nightly
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -28,16 +29,29 @@ check-java: $(STAMP)
 		{ echo "ERROR: Spark 4 needs Java 17 or newer on PATH (or JAVA_HOME)."; \
 		  echo "       Debian/Ubuntu: sudo apt-get install openjdk-17-jre-headless"; exit 1; }
 
+# The sample arrives over two nights (the second brings new patients); each night is one
+# `medspark nightly` run; a model trained after night 1 scores night 2; the morning reports
+# land in $(DEMO)/lake/reports/.
 demo: $(STAMP) check-java
 	rm -rf $(DEMO)
-	$(BIN)/medspark sample --output $(DEMO)/sample
-	$(BIN)/medspark ingest --input $(DEMO)/sample/images --lake $(DEMO)/lake \
-		--labels $(DEMO)/sample/labels.csv --set privacy.allow_demo_key=true
-	$(BIN)/medspark masks --lake $(DEMO)/lake --set privacy.allow_demo_key=true
-	$(BIN)/medspark preprocess --lake $(DEMO)/lake
-	$(BIN)/medspark features --lake $(DEMO)/lake
+	$(BIN)/medspark sample --output $(DEMO)/sample --patients 12 --nights 2
+	mkdir -p $(DEMO)/export
+	cp -r $(DEMO)/sample/nights/1/. $(DEMO)/export/
+	$(BIN)/medspark nightly --input $(DEMO)/export --lake $(DEMO)/lake \
+		--labels $(DEMO)/sample/labels.csv --date 2026-11-01 --set privacy.allow_demo_key=true
 	$(BIN)/medspark train --lake $(DEMO)/lake
-	$(BIN)/medspark predict --lake $(DEMO)/lake --model latest
+	cp -r $(DEMO)/sample/nights/2/. $(DEMO)/export/
+	$(BIN)/medspark nightly --input $(DEMO)/export --lake $(DEMO)/lake \
+		--labels $(DEMO)/sample/labels.csv --date 2026-11-02 --set privacy.allow_demo_key=true
+	@echo "morning report: $(DEMO)/lake/reports/2026-11-02/index.html"
+	@echo "all nights:     $(DEMO)/lake/reports/index.html"
+
+# A wheel and the --py-files archive a cluster's spark-submit uses (docs/cluster.md).
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --wheel --outdir dist . >/dev/null
+	$(BIN)/python -m medspark.packaging dist
+	@ls -l dist
 
 test: $(STAMP) $(RADIOMICS) check-java
 	$(BIN)/ruff check medspark jobs tests benchmarks
@@ -55,8 +69,11 @@ bench-preprocess: $(STAMP) check-java
 bench-train: $(STAMP) check-java
 	$(BIN)/python benchmarks/train.py
 
+bench-nightly: $(STAMP) check-java
+	$(BIN)/python benchmarks/nightly.py
+
 bench-features: $(STAMP) $(RADIOMICS)
 	$(BIN)/python benchmarks/features.py
 
 clean:
-	rm -rf build .pytest_cache
+	rm -rf build dist .pytest_cache

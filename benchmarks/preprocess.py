@@ -1,6 +1,6 @@
 """Preprocessing speed: medspark's fused ImagePreprocessor (local[2]) vs a multiprocessing.Pool(2).
 
-Generates N CT-like int16 slices (`medspark.sample_anatomy.ct_slice`, seeded, 100 slices per
+Generates N CT-like int16 slices (`medspark.sample.anatomy.ct_slice`, seeded, 100 slices per
 synthetic patient) as plane rows and writes them once to one Parquet file (image_id, height,
 width, channels, dtype, data, pixel_spacing_mm; `--row-group` rows per row group, snappy),
 standing in for the lake's pixels table, plus a small warm-up file (`--warmup` more slices).
@@ -86,7 +86,7 @@ def generate(path: Path, warmup_path: Path, n_images: int, n_warmup: int, size: 
     """Write `n_images` CT slices as plane rows to `path` (and `n_warmup` more to
     `warmup_path`), `row_group` rows per row group; returns the size of `path`."""
     from medspark.planes import encode_plane
-    from medspark.sample_anatomy import ct_slice, random_body
+    from medspark.sample.anatomy import ct_slice, random_body
 
     spacing = [FOV_MM / size] * 2
     for target, count, first in ((path, n_images, 0), (warmup_path, n_warmup, n_images)):
@@ -125,7 +125,7 @@ def digests(path: Path) -> dict[str, str]:
 # -- the per-image work ----------------------------------------------------------------------
 
 def _config():
-    from medspark.preprocess import ProcessingConfig
+    from medspark.steps import ProcessingConfig
 
     return ProcessingConfig(segment=SEGMENT, preprocess=PREPROCESS)
 

@@ -128,7 +128,7 @@ class ImagingSettings(_Strict):
 
     def processing(self):
         """The validated `ProcessingConfig` (raises ValueError naming the bad step)."""
-        from medspark.preprocess import ProcessingConfig
+        from medspark.steps import ProcessingConfig
 
         return ProcessingConfig(segment=self.segment, preprocess=self.preprocess,
                                 augment=self.augment)

@@ -525,11 +525,15 @@ def _duplicate_rows_local(table_uri: str, staged: list[StagedFile], scoped: Snap
     root = root.rstrip("/")
 
     def key_rows(path: str, values: dict[str, str | None], filesystem) -> list[tuple]:
-        data_keys = [k for k in keys if k not in values]
+        present = set(pq.read_schema(path, filesystem=filesystem).names)
+        data_keys = [k for k in keys if k not in values and k in present]
         table = pq.read_table(path, columns=data_keys, filesystem=filesystem)
-        cols = {k: table.column(k).to_pylist() for k in data_keys}
+        n = pq.read_metadata(path, filesystem=filesystem).num_rows
+        # a key column an older file lacks (added to the table since) reads as null
+        cols = {k: table.column(k).to_pylist() if k in data_keys else [None] * n
+                for k in keys if k not in values}
         return [tuple(values[k] if k in values else cols[k][i] for k in keys)
-                for i in range(table.num_rows)]
+                for i in range(n)]
 
     seen: set[tuple] = set()
     for path, values in zip(scoped.files, scoped.partition_values, strict=True):

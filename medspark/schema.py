@@ -21,6 +21,9 @@ CATALOG_ARROW = pa.schema([
     _f("source_sha256", pa.string(), False),
     _f("source_size", pa.int64()),
     _f("source_mtime", pa.int64()),
+    # 1 for the first content seen under a path, +1 for each changed content after it: the
+    # row set with the highest version of a path is its current version
+    _f("source_version", pa.int32()),
     _f("format", pa.string(), False),
     _f("plane_index", pa.int32()),
     _f("n_planes", pa.int32(), False),

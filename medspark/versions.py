@@ -7,7 +7,8 @@ from importlib import metadata
 
 LIBRARIES = ("medspark", "pyspark", "pyarrow", "pandas", "numpy", "pydicom", "pylibjpeg",
              "pylibjpeg-libjpeg", "pylibjpeg-openjpeg", "pylibjpeg-rle", "pyjpegls", "nibabel",
-             "opencv-python-headless", "pydantic")
+             "opencv-python-headless", "pillow", "tifffile", "pydantic", "deltalake",
+             "scikit-learn", "scikit-image", "scipy", "torch")
 
 
 def library_versions() -> dict[str, str | None]:

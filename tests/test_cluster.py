@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -60,14 +59,10 @@ def tail(path_or_text: Path | str, lines: int = 40) -> str:
 
 
 def zip_package(dest: Path) -> Path:
-    """medspark/ as a zip of .py files + py.typed: what `--py-files` ships to executors."""
-    pkg = REPO / "medspark"
-    with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path in sorted(pkg.rglob("*")):
-            if path.is_file() and (path.suffix == ".py" or path.name == "py.typed") \
-                    and "__pycache__" not in path.parts:
-                zf.write(path, path.relative_to(REPO).as_posix())
-    return dest
+    """The `--py-files` archive exactly as `make dist` builds it."""
+    from medspark.packaging import build_zip
+
+    return build_zip(dest)
 
 
 def cluster_env(tmp: Path) -> dict[str, str]:
@@ -128,8 +123,8 @@ class Cluster:
                                    f"{tail(self.logs / f'{what}.log')}")
             time.sleep(0.25)
 
-    def submit(self, script: Path, *args: str, conf: dict[str, str] | None = None
-               ) -> subprocess.CompletedProcess:
+    def submit(self, script: Path, *args: str, conf: dict[str, str] | None = None,
+               timeout: float = SUBMIT_TIMEOUT_S) -> subprocess.CompletedProcess:
         confs = {
             "spark.pyspark.python": sys.executable,
             "spark.driver.host": "127.0.0.1",
@@ -145,7 +140,7 @@ class Cluster:
             cmd += ["--conf", f"{key}={value}"]
         cmd += [str(script), *args]
         return subprocess.run(cmd, env=self.env, cwd=REPO, capture_output=True, text=True,
-                              timeout=SUBMIT_TIMEOUT_S, stdin=subprocess.DEVNULL)
+                              timeout=timeout, stdin=subprocess.DEVNULL)
 
 
 @pytest.fixture(scope="module")
@@ -290,3 +285,29 @@ def test_ingest_on_standalone_cluster(cluster, sample, tmp_path):
         assert manifest["outputs"][name]["version"] == 0, name
     image_ids = tables["pixels"].column("image_id").to_pylist()
     assert len(set(image_ids)) == len(image_ids)
+
+
+def test_nightly_on_standalone_cluster(cluster, sample, tmp_path):
+    """The scheduled command, shipped as `make dist` ships it, on the real cluster: two nights
+    (the second finds nothing new) and the morning report."""
+    lake = tmp_path / "lake"
+    args = ("--input", str(sample / "images"), "--lake", str(lake), "--model", "none",
+            "--config", str(REPO / "conf" / "local.yaml"), "--set", "privacy.allow_demo_key=true",
+            "--set", "features.families=[firstorder]", "--set", "nightly.discover=false",
+            "--json")
+    first = cluster.submit(REPO / "jobs" / "nightly.py", *args, "--date", "2026-07-01",
+                           timeout=3 * SUBMIT_TIMEOUT_S)
+    check(first, "jobs/nightly.py (night 1)")
+    state = manifest_from_stdout(first.stdout)
+    assert state["spark"]["master"] == cluster.url
+    assert state["exit_code"] == 0, state["attention"]
+    assert [s["status"] for s in state["stages"]] == [
+        "ok", "ok", "ok", "ok", "skipped", "skipped", "ok"]
+    assert (lake / "reports" / "2026-07-01" / "index.html").is_file()
+    second = cluster.submit(REPO / "jobs" / "nightly.py", *args, "--date", "2026-07-02",
+                            timeout=3 * SUBMIT_TIMEOUT_S)
+    check(second, "jobs/nightly.py (night 2)")
+    ingest = next(s for s in manifest_from_stdout(second.stdout)["stages"]
+                  if s["name"] == "ingest")
+    assert ingest["counts"]["files_skipped_already_ingested"] == ingest["counts"][
+        "files_listed"]

@@ -12,9 +12,9 @@ from lake_io import read
 from medspark.config import ConfigError, load_settings
 from medspark.features import extract, feature_names
 from medspark.planes import decode_mask, decode_plane
-from medspark.preprocess.pipeline import SEGMENT_KINDS, Pipeline
 from medspark.spark.imaging import run_features, run_preprocess
 from medspark.spark.ingest import IngestRequest, run_ingest
+from medspark.steps import SEGMENT_KINDS, Pipeline
 
 DAY = dt.date(2026, 2, 1)
 

@@ -140,6 +140,29 @@ def test_oversized_header_is_rejected_without_decoding():
     assert err.value.error_class == "over_limit_pixels_per_plane"
 
 
+def test_oversized_jpeg_header_is_rejected_without_decoding():
+    data = bytearray(encode(".jpg", np.zeros((16, 24), dtype=np.uint8)))
+    sof = data.index(b"\xff\xc0")  # baseline frame header: length, precision, rows, cols
+    data[sof + 5 : sof + 9] = struct.pack(">HH", 60_000, 60_000)
+    with pytest.raises(ReadError) as err:
+        read_raster(bytes(data), Limits())
+    assert err.value.error_class == "over_limit_pixels_per_plane"
+
+
+def test_tiff_directory_loop_is_cut():
+    buf = io.BytesIO()
+    with tifffile.TiffWriter(buf) as tif:
+        for value in (1, 2):
+            tif.write(np.full((4, 5), value, dtype=np.uint8), contiguous=False)
+    data = bytearray(buf.getvalue())
+    with tifffile.TiffFile(io.BytesIO(bytes(data))) as tif:
+        first, second = (page.offset for page in tif.pages)
+    entries = struct.unpack_from("<H", data, second)[0]
+    struct.pack_into("<I", data, second + 2 + 12 * entries, first)  # page 2 -> page 1 again
+    img = read_raster(bytes(data), Limits(max_planes_per_file=2))
+    assert [int(img.pixels[i, 0, 0, 0]) for i in range(img.n_planes)] == [1, 2]
+
+
 @pytest.mark.parametrize("ext", [".png", ".jpg"])
 def test_truncated_raises(ext):
     noise = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)

@@ -19,7 +19,6 @@ import pyarrow.parquet as pq
 import pydicom
 import pytest
 from deltalake import DeltaTable
-from lake_io import read_table
 from pydicom.data import get_testdata_file
 
 from medspark import delta

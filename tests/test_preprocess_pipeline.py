@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import inspect
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from medspark.preprocess import (
+from medspark.preprocess import augment as aug
+from medspark.steps import (
+    SEGMENT_KINDS,
     STEPS,
     AugmentConfig,
     Pipeline,
@@ -21,8 +25,7 @@ from medspark.preprocess import (
     StepError,
     list_steps,
 )
-from medspark.preprocess import augment as aug
-from medspark.preprocess.pipeline import SEGMENT_KINDS
+from medspark.steps.docs import render
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "preprocess.md"
 
@@ -396,3 +399,24 @@ def test_every_step_is_documented():
         for param in info["params"]:
             assert f"`{param}`" in text, (info["name"], param)
     assert {s["kind"] for s in list_steps() if s["name"] in ("lung_mask", "open")} <= SEGMENT_KINDS
+
+
+def test_every_parameter_has_a_description_and_the_doc_tables_are_current():
+    models = {spec.params for spec in STEPS.values()} | {AugmentConfig, ProcessingConfig}
+    missing = [f"{m.__name__}.{name}" for m in models
+               for name, f in m.model_fields.items() if not (f.description or "").strip()]
+    assert not missing
+    assert all(p["description"] for s in list_steps() for p in s["params"].values())
+    text = DOC.read_text()
+    assert text.count("<!-- generated: ") == 5
+    assert render(text) == text, "run `python -m medspark.steps.docs` to regenerate the tables"
+
+
+def test_step_packages_do_not_import_each_other_or_the_registry():
+    """preprocess and segment sit below medspark.steps: importing them never loads it, and
+    preprocess never loads segment (no import cycle between the three)."""
+    code = ("import sys, medspark.preprocess; a = sorted(m for m in sys.modules if "
+            "m.startswith(('medspark.steps', 'medspark.segment'))); import medspark.segment; "
+            "print(a, [m for m in sys.modules if m.startswith('medspark.steps')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[] []"

@@ -16,7 +16,8 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, RLELossless
 
 from medspark.config import ConfigError
 from medspark.sample import generate_sample, write_ct_series
-from medspark.sample_anatomy import Lesion, ct_slice, lesion_mask, plan_series
+from medspark.sample.anatomy import Lesion, ct_slice, lesion_mask
+from medspark.sample.plan import plan_series
 
 # header elements that carry identifying values: each one's value must be listed in phi.json
 IDENTIFYING = {

@@ -162,11 +162,39 @@ def _convert(lake, args) -> dict[str, Any]:
             version = _rewrite_predictions(path, table)
         else:
             version = delta.convert(path, partitions)
+            version = _add_new_columns(path, table.split("/", 1)[0]) or version
         _save_spark_schema(args.spark, path, partitions)
         out[table] = version
         if not args.json:
             print(f"{table}: Delta table, version {version}")
     return out
+
+
+# columns the writers added since medspark 0.1 (null in the converted rows)
+NEW_COLUMNS = {
+    "catalog": {"source_version": "integer"},
+    "masks": {"roi_name": "string", "rtstruct_id": "string"},
+    "preprocessed": {"source_version": "integer"},
+    "features": {"source_version": "integer", "feature_warnings": "array<string>",
+                 "roi_name": "string"},
+}
+
+
+def _add_new_columns(path: str, family: str) -> int | None:
+    """Evolve a converted table's schema to today's writers' (one commit); the new columns
+    read as null in the old rows."""
+    from deltalake import DeltaTable
+    from deltalake.schema import ArrayType, Field, PrimitiveType
+
+    table = DeltaTable(path)
+    have = {f.name for f in table.schema().fields}
+    add = [Field(name, ArrayType(PrimitiveType("string")) if kind.startswith("array")
+                 else PrimitiveType(kind), nullable=True)
+           for name, kind in NEW_COLUMNS.get(family, {}).items() if name not in have]
+    if not add:
+        return None
+    table.alter.add_columns(add)
+    return DeltaTable(path).version()
 
 
 def _save_spark_schema(spark, path: str, partitions: dict) -> None:
@@ -180,9 +208,12 @@ def _save_spark_schema(spark, path: str, partitions: dict) -> None:
     snap = delta.snapshot(path)
     if not snap.files:
         return
-    data = spark.read.parquet(spark_path(snap.files[0])).schema
-    extra = arrow_to_spark(pa.schema([pa.field(k, v) for k, v in partitions.items()]))
-    fields = [f for f in data.fields if f.name not in partitions] + list(extra.fields)
+    data = spark.read.parquet(spark_path(snap.files[0])).schema  # keeps ML vector types
+    fields = [f for f in data.fields if f.name not in partitions]
+    have = {f.name for f in fields}
+    extra = [f for f in snap.arrow_schema if f.name not in have and f.name not in partitions]
+    extra += [pa.field(k, v) for k, v in partitions.items()]
+    fields += list(arrow_to_spark(pa.schema(extra)).fields)
     delta.save_spark_schema(path, StructType(fields).json())
 
 

@@ -117,7 +117,9 @@ def _value(v: Any) -> Any:
 
 def _base(source: dict[str, Any]) -> dict[str, Any]:
     size, mtime = _value(source.get("size")), _value(source.get("mtime"))
+    previous = _value(source.get("prev_version"))
     return {
+        "source_version": 1 + (int(previous) if previous is not None else 0),
         "source_path": source["path"],
         "source_relpath": _value(source.get("relpath")),
         "source_size": None if size is None else int(size),

@@ -71,12 +71,45 @@ class LabelLookup:
     def empty(cls) -> LabelLookup:
         return cls(["label"], [pa.field("label", pa.string())])
 
+    def conform(self, table: dict[str, pa.DataType]) -> LabelLookup:
+        """This run's label columns as the catalog table already has them (`table`: its label
+        columns and types): a column the run lacks is added (null), a value of another type
+        is cast (`1` -> `"1"`), so a run without labels, or with labels read as integers,
+        appends to a catalog labelled otherwise. A column the table lacks stays (the schema
+        check then names it); a value that cannot be cast is a ValueError naming the column."""
+        columns = list(self.columns) + [c for c in table if c not in self.columns]
+        fields = [pa.field(c, table[c]) if c in table else next(
+            f for f in self.fields if f.name == c) for c in columns]
+        values = {}
+        if self.values:
+            for i, f in enumerate(fields[:len(self.columns)]):
+                old = self.fields[i]
+                if old.type.equals(f.type):
+                    continue
+                try:
+                    pa.array([v[i] for v in self.values.values()], old.type).cast(f.type)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+                    raise ValueError(f"label column {f.name!r}: this run's values are "
+                                     f"{old.type}, the catalog's {f.type}: {e}") from None
+            keys = list(self.values)
+            cols = [pa.array([self.values[k][i] for k in keys], self.fields[i].type)
+                    .cast(fields[i].type).to_pylist() for i in range(len(self.columns))]
+            pad = len(columns) - len(self.columns)
+            values = {k: tuple(c[j] for c in cols) + (None,) * pad
+                      for j, k in enumerate(keys)}
+        elif self.pattern is not None and not fields[0].type.equals(pa.string()):
+            raise ValueError(f"--label-from-path gives text labels; the catalog's 'label' is "
+                             f"{fields[0].type}")
+        return LabelLookup(columns, fields, self.join_col, values, self.pattern)
+
     def apply(self, row: dict[str, Any]) -> None:
         """Add the label columns to one catalog row (null when it has no label); the regex is
         Python's `re`, searched in the source path, for either writer."""
         if self.pattern is not None:
             m = re.search(self.pattern, row["source_path"])
             row["label"] = (m.group(1) or None) if m else None
+            for name in self.columns[1:]:
+                row[name] = None
             return
         found = self.values.get(row.get(self.join_col)) if self.join_col else None
         for i, name in enumerate(self.columns):

@@ -1,16 +1,21 @@
 """PNG, JPEG and TIFF reader (OpenCV): bytes -> planes of uint8/uint16 grey or RGB(A) pixels.
 
-Plane sizes (and the TIFF page count) come from a small header parse before OpenCV decodes
-anything, so an oversized image is rejected without allocating its pixels. A multi-page TIFF
-gives one plane per page; colour is returned in RGB(A) order, not OpenCV's BGR(A).
+Plane sizes (and the TIFF page count) come from the file's header before OpenCV decodes
+anything, so an oversized image is rejected without allocating its pixels: Pillow's lazy
+open reads a PNG's IHDR or a JPEG's frame header, tifffile walks a TIFF's image directories
+(classic and BigTIFF, either byte order, loops cut) one page at a time, stopping at the page
+limit. A multi-page TIFF gives one plane per page; colour is returned in RGB(A) order, not
+OpenCV's BGR(A).
 """
 
 from __future__ import annotations
 
-import struct
+import io
 
 import cv2
 import numpy as np
+import tifffile
+from PIL import JpegImagePlugin, PngImagePlugin
 
 from medspark.io.types import DecodedImage, Limits, ReadError
 
@@ -18,8 +23,9 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
 TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _PHOTOMETRIC = {1: "MONOCHROME2", 3: "RGB", 4: "RGBA"}
-# JPEG start-of-frame markers: C0..CF except DHT (C4), JPG (C8) and DAC (CC)
-_SOF = {m for m in range(0xC0, 0xD0) if m not in (0xC4, 0xC8, 0xCC)}
+# Pillow's format classes, opened directly: `Image.open` would add Pillow's own fixed
+# decompression-bomb limit, while the limit that applies here is the configurable `Limits`
+_PILLOW = {"png": PngImagePlugin.PngImageFile, "jpeg": JpegImagePlugin.JpegImageFile}
 
 
 def raster_format(data: bytes) -> str | None:
@@ -33,83 +39,42 @@ def raster_format(data: bytes) -> str | None:
     return None
 
 
-def _png_size(data: bytes) -> tuple[int, int]:
-    """(rows, cols) from the IHDR chunk, which PNG requires to come first."""
-    if len(data) < 24 or data[12:16] != b"IHDR":
-        raise ReadError("truncated", "PNG header is truncated or has no IHDR chunk")
-    cols, rows = struct.unpack(">II", data[16:24])
+def _ended(fmt: str, data: bytes) -> bool:
+    """Whether the data reaches the format's end marker (PNG IEND, JPEG EOI; TIFF has none)."""
+    tail = data[-64:]
+    return b"IEND" in tail if fmt == "png" else b"\xff\xd9" in tail if fmt == "jpeg" else True
+
+
+def _header_size(fmt: str, data: bytes) -> tuple[int, int]:
+    """(rows, cols) of a PNG or JPEG from its header (Pillow; no pixel is decoded)."""
+    try:
+        with _PILLOW[fmt](io.BytesIO(data)) as image:
+            cols, rows = image.size
+    except Exception:  # Pillow raises SyntaxError, OSError, struct.error, ... on bad headers
+        kind = "decode_error" if _ended(fmt, data) else "truncated"
+        raise ReadError(kind, f"{fmt.upper()} header is unreadable") from None
     return rows, cols
 
 
-def _jpeg_size(data: bytes) -> tuple[int, int]:
-    """(rows, cols) from the first start-of-frame segment."""
-    pos = 2
-    while pos + 4 <= len(data):
-        if data[pos] != 0xFF:
-            raise ReadError("decode_error", "JPEG marker expected")
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # segments without a length
-            pos += 2
-            continue
-        if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame header
-            raise ReadError("decode_error", "JPEG scan without a frame header")
-        length = struct.unpack(">H", data[pos + 2 : pos + 4])[0]
-        if marker in _SOF:
-            if pos + 9 > len(data):
-                break
-            rows, cols = struct.unpack(">HH", data[pos + 5 : pos + 9])
-            if rows == 0:
-                raise ReadError("unsupported", "JPEG with the height in a DNL segment")
-            return rows, cols
-        pos += 2 + length
-    raise ReadError("truncated", "JPEG has no frame header")
-
-
-def _tiff_pages(data: bytes, limits: Limits) -> list[tuple[int, int]]:
-    """(rows, cols) of every page, walking the IFD chain (classic and BigTIFF) without decoding.
-
-    Stops as soon as the page limit is exceeded, and on an IFD loop.
-    """
-    order = "<" if data[:2] == b"II" else ">"
-    big = data[2:4] in (b"+\x00", b"\x00+")
-    if len(data) < (16 if big else 8):
-        raise ReadError("truncated", "TIFF header is truncated")
-    if big:
-        first = struct.unpack_from(order + "Q", data, 8)[0]
-        count_fmt, entry_size, next_fmt = "Q", 20, "Q"
-    else:
-        first = struct.unpack_from(order + "I", data, 4)[0]
-        count_fmt, entry_size, next_fmt = "H", 12, "I"
-    count_size, next_size = struct.calcsize(count_fmt), struct.calcsize(next_fmt)
-    value_fmt = {3: "H", 4: "I", 16: "Q"}
-    pages: list[tuple[int, int]] = []
+def _tiff_pages(data: bytes, limits: Limits) -> int:
+    """Number of pages, checking each page's size and the page count against `limits` as
+    tifffile reads the directories, so a file over a limit is not read further."""
     seen: set[int] = set()
-    offset = first
-    while offset and offset not in seen:
-        seen.add(offset)
-        if offset + count_size > len(data):
-            raise ReadError("truncated", "TIFF directory lies beyond the end of the file")
-        n = struct.unpack(order + count_fmt, data[offset : offset + count_size])[0]
-        start = offset + count_size
-        end = start + n * entry_size
-        if end + next_size > len(data):
-            raise ReadError("truncated", "TIFF directory lies beyond the end of the file")
-        size = {256: 0, 257: 0}
-        for e in range(start, end, entry_size):
-            tag, typ = struct.unpack(order + "HH", data[e : e + 4])
-            if tag in size and typ in value_fmt:
-                value_at = e + (12 if big else 8)
-                size[tag] = struct.unpack_from(order + value_fmt[typ], data, value_at)[0]
-        pages.append((size[257], size[256]))
-        limits.check_plane(size[257], size[256])
-        limits.check_planes(len(pages))
-        offset = struct.unpack(order + next_fmt, data[end : end + next_size])[0]
-    if not pages:
-        raise ReadError("decode_error", "TIFF has no image directory")
-    return pages
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            for page in tif.pages:
+                if page.offset in seen:  # the directory chain loops back: its end
+                    break
+                seen.add(page.offset)
+                limits.check_plane(page.imagelength, page.imagewidth)
+                limits.check_planes(len(seen))
+    except ReadError:
+        raise
+    except Exception:  # tifffile.TiffFileError, struct.error, ... on a damaged directory
+        raise ReadError("decode_error", "TIFF image directory is unreadable") from None
+    if not seen:  # tifffile skips a first directory that lies beyond the end of the data
+        raise ReadError("truncated", "TIFF has no image directory within the file")
+    return len(seen)
 
 
 def _to_rgb(plane: np.ndarray) -> np.ndarray:
@@ -130,9 +95,7 @@ def _to_rgb(plane: np.ndarray) -> np.ndarray:
 
 
 def _decode_failed(fmt: str, data: bytes) -> ReadError:
-    tail = data[-64:]
-    ended = b"IEND" in tail if fmt == "png" else b"\xff\xd9" in tail if fmt == "jpeg" else True
-    if not ended:
+    if not _ended(fmt, data):
         return ReadError("truncated", f"{fmt.upper()} data is truncated")
     return ReadError("decode_error", f"OpenCV could not decode the {fmt.upper()} data")
 
@@ -148,8 +111,7 @@ def read_raster(data: bytes, limits: Limits) -> DecodedImage:
         ok, mats = cv2.imdecodemulti(buf, cv2.IMREAD_UNCHANGED)
         decoded = list(mats) if ok else []
     else:
-        rows, cols = _png_size(data) if fmt == "png" else _jpeg_size(data)
-        limits.check_plane(rows, cols)
+        limits.check_plane(*_header_size(fmt, data))
         mat = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
         decoded = [] if mat is None else [mat]
     if not decoded:

@@ -250,7 +250,7 @@ class ImagePreprocessor(_Stage, HasIdCol, HasImageCol, HasMaskCol, HasSpacingCol
 
     def config(self):
         """The validated `ProcessingConfig` of this stage's params."""
-        from medspark.preprocess import ProcessingConfig
+        from medspark.steps import ProcessingConfig
 
         augment = self.getAugment()
         return ProcessingConfig(segment=json.loads(self.getSegment()),
@@ -350,7 +350,7 @@ class Segmenter(_Stage, HasImageCol, HasMaskCol, HasSpacingCol):
         self.pipeline()
 
     def pipeline(self):
-        from medspark.preprocess.pipeline import SEGMENT_KINDS, Pipeline
+        from medspark.steps import SEGMENT_KINDS, Pipeline
 
         return Pipeline.from_config(json.loads(self.getSteps()), section="segment",
                                     kinds=SEGMENT_KINDS)

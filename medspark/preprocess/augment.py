@@ -13,7 +13,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from medspark.preprocess._common import Spacing, as_float32, check_image, check_spacing
+from medspark.image import Spacing, check_image, check_spacing
+from medspark.preprocess._common import as_float32
 from medspark.preprocess.geometry import affine_about_center, warp_affine
 
 

@@ -13,13 +13,8 @@ import numpy as np
 from scipy import ndimage
 from skimage.restoration import denoise_nl_means
 
-from medspark.preprocess._common import (
-    Spacing,
-    as_float32,
-    check_image,
-    length_to_px,
-    per_channel,
-)
+from medspark.image import Spacing, check_image, length_to_px
+from medspark.preprocess._common import as_float32, per_channel
 
 _IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
 

@@ -13,15 +13,8 @@ import math
 import cv2
 import numpy as np
 
-from medspark.preprocess._common import (
-    Spacing,
-    check_image,
-    check_spacing,
-    from_cv,
-    like_layout,
-    pair,
-    to_cv,
-)
+from medspark.image import Spacing, check_image, check_spacing
+from medspark.preprocess._common import from_cv, like_layout, pair, to_cv
 
 INTERPOLATIONS = {
     "nearest": cv2.INTER_NEAREST_EXACT,

@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 from skimage import exposure
 
-from medspark.preprocess._common import Spacing, as_float32, check_image, pair, per_channel
+from medspark.image import Spacing, check_image
+from medspark.preprocess._common import as_float32, pair, per_channel
 
 # (center, width) in HU. lung, mediastinum, bone and brain follow the Radiopaedia "Windowing (CT)"
 # article (lungs W1500/L-600, mediastinum W350/L50, bone W1800/L400, brain W80/L40); abdomen is

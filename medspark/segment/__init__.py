@@ -3,12 +3,9 @@
 `threshold` (fixed, HU range, Otsu, adaptive), `edges` (Canny, Sobel), `morphology` (erode,
 dilate, open, close, fill holes), `components` (largest, top-k, minimum area, border) and
 `anatomy` (CT body and lung masks). The same functions are registered as pipeline steps in
-`medspark.preprocess.pipeline.STEPS`.
+`medspark.steps.STEPS`, a package above this one and `medspark.preprocess`.
 """
 
-# The step registry in medspark.preprocess imports these modules; loading that package first
-# keeps the import order the same whichever package a caller imports first.
-import medspark.preprocess  # noqa: F401  isort: skip
 from medspark.segment.anatomy import body_mask, lung_mask
 from medspark.segment.components import clear_border, largest, min_area, top_k
 from medspark.segment.edges import canny, sobel

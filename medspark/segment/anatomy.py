@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from medspark.preprocess._common import Spacing, to_gray
+from medspark.image import Spacing, to_gray
 from medspark.segment.components import clear_border, label, largest
 from medspark.segment.morphology import closing, fill_holes, opening
 

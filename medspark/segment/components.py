@@ -6,7 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from medspark.preprocess._common import Spacing, area_to_px
+from medspark.image import Spacing, area_to_px
 from medspark.segment.morphology import as_mask
 
 

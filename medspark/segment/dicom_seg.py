@@ -20,6 +20,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.pixels import iter_pixels
+from pydicom.uid import SegmentationStorage
 
 from medspark.io.dicom import functional_group
 from medspark.segment.rtstruct import (
@@ -33,7 +34,6 @@ from medspark.segment.rtstruct import (
     _quiet,
 )
 
-SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 SEG_TYPES = ("BINARY", "FRACTIONAL", "LABELMAP")
 SAME_GRID_MM = 1e-3
 
@@ -50,7 +50,7 @@ class SegmentInfo:
 
 def _segmentation(data: bytes | Dataset) -> Dataset:
     ds = _parse(data) if isinstance(data, bytes) else data
-    if str(ds.get("SOPClassUID") or "") != SEG_SOP_CLASS and ds.get("Modality") != "SEG":
+    if str(ds.get("SOPClassUID") or "") != SegmentationStorage and ds.get("Modality") != "SEG":
         raise ValueError("not a DICOM Segmentation (SEG)")
     if str(ds.get("SegmentationType") or "").upper() not in SEG_TYPES:
         raise ValueError(f"SegmentationType must be one of {', '.join(SEG_TYPES)}")

@@ -6,7 +6,7 @@ import numpy as np
 from skimage.feature import canny as _sk_canny
 from skimage.filters import threshold_otsu
 
-from medspark.preprocess._common import Spacing, to_gray
+from medspark.image import Spacing, to_gray
 from medspark.preprocess.filters import sobel_magnitude
 
 

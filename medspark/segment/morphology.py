@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from medspark.preprocess._common import Spacing, length_to_px
+from medspark.image import Spacing, length_to_px
 
 
 def as_mask(mask: np.ndarray) -> np.ndarray:

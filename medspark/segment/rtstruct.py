@@ -39,8 +39,8 @@ import pydicom
 from pydicom.datadict import dictionary_has_tag
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.uid import RTStructureSetStorage
 
-RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 CLOSED_TYPES = ("CLOSED_PLANAR", "CLOSED_PLANAR_XOR")
 CONTOUR_DATA = 0x30060050
 SNAP_PX = 1e-6  # vertices on pixel centres must not be lost to float error
@@ -208,7 +208,7 @@ def _parse(data: bytes, stop_before_pixels: bool = False) -> Dataset:
 def _structure_set(data: bytes | Dataset) -> Dataset:
     ds = _parse(data) if isinstance(data, bytes) else data
     sop_class = str(ds.get("SOPClassUID") or "")
-    if sop_class != RTSTRUCT_SOP_CLASS and ds.get("Modality") != "RTSTRUCT":
+    if sop_class != RTStructureSetStorage and ds.get("Modality") != "RTSTRUCT":
         raise ValueError("not a DICOM RT Structure Set (RTSTRUCT)")
     if "StructureSetROISequence" not in ds:
         raise ValueError("RTSTRUCT has no StructureSetROISequence")

@@ -1,7 +1,7 @@
 """Threshold segmentation: fixed range, HU range (with tissue presets), Otsu, adaptive.
 
 Each is `f(image, spacing, **params) -> mask`, a bool (H, W) array; colour images are reduced
-to luma first (see `medspark.preprocess._common.to_gray`).
+to luma first (see `medspark.image.to_gray`).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from skimage.filters import threshold_local, threshold_otsu
 
-from medspark.preprocess._common import Spacing, to_gray
+from medspark.image import Spacing, to_gray
 
 # HU ranges, inclusive; None = unbounded. fat and muscle are the body-composition ranges of
 # Mitsiopoulos et al. 1998 (J Appl Physiol 85:115) used by the Alberta protocol; lung matches

@@ -112,6 +112,24 @@ def _previously_ingested(spark: SparkSession, lake: Lake) -> DataFrame | None:
     return reduce(DataFrame.unionByName, frames).distinct()
 
 
+def _versions(spark: SparkSession, lake: Lake) -> DataFrame | None:
+    """The highest `source_version` cataloged per path: a listed file whose path is known but
+    whose size or mtime changed becomes the next version (if its content did change)."""
+    if not lake.exists("catalog"):
+        return None
+    catalog = lake.read(spark, "catalog")
+    if "source_version" not in catalog.columns:
+        return None
+    return catalog.groupBy(F.col("source_path").alias("path")).agg(
+        F.max(F.coalesce("source_version", F.lit(1))).alias("prev_version"))
+
+
+def _with_versions(listing: DataFrame, versions: DataFrame | None) -> DataFrame:
+    if versions is None:
+        return listing.withColumn("prev_version", F.lit(None).cast("int"))
+    return listing.join(versions, "path", "left")
+
+
 def _skip_known(listing: DataFrame, known: DataFrame | None) -> DataFrame:
     if known is None:
         return listing
@@ -143,6 +161,19 @@ def label_lookup(request: IngestRequest, settings: Settings, pseudo: Pseudonymiz
     if request.labels:
         return LabelLookup.from_table(*_label_table(request, settings, pseudo))
     return LabelLookup.empty()
+
+
+def _conform_to_catalog(labels: LabelLookup, lake: Lake) -> LabelLookup:
+    """The run's label columns typed as the existing catalog's (see LabelLookup.conform)."""
+    if not lake.exists("catalog"):
+        return labels
+    schema = lake.snapshot("catalog").arrow_schema
+    table = {f.name: f.type for f in schema
+             if f.name not in CATALOG_ARROW.names and f.name != "ingest_date"}
+    try:
+        return labels.conform(table)
+    except ValueError as e:
+        raise ConfigError(f"{lake.path('catalog')}: {e}") from None
 
 
 def _worker_staging(labels: LabelLookup, settings: Settings, lake: Lake, run_id: str,
@@ -198,7 +229,7 @@ def run_ingest(spark: SparkSession, settings: Settings, request: IngestRequest,
     if worker_tables and not is_local(lake.root):
         raise ConfigError("ingest.pixel_writer=worker needs a local (or shared, mounted) lake")
     pseudo = Pseudonymizer(key, settings.privacy.max_shift_days)
-    labels = label_lookup(request, settings, pseudo)
+    labels = _conform_to_catalog(label_lookup(request, settings, pseudo), lake)
     with job_run(lake, "ingest", run_id) as run:
         log.info("ingest %s: %d input(s) -> %s (ingest_date=%s)", run.run_id, len(specs),
                  lake.root, ingest_date)
@@ -208,6 +239,7 @@ def run_ingest(spark: SparkSession, settings: Settings, request: IngestRequest,
             if worker_tables else None
         listing, listed, jvm_listing = _listings(spark, settings, request, specs, listing_dir)
         known = _previously_ingested(spark, lake) if cfg.incremental else None
+        versions = _versions(spark, lake)
         ctx = IngestContext(
             limits=Limits(**cfg.limits.model_dump(exclude={"read_timeout_s"})),
             key=key,
@@ -233,7 +265,7 @@ def run_ingest(spark: SparkSession, settings: Settings, request: IngestRequest,
             # costs a round trip to a Python worker, so few large ones beat many small ones)
             n_parts = max(spark.sparkContext.defaultParallelism,
                           math.ceil(n_todo / cfg.files_per_task))
-            parts.append(todo.repartition(n_parts).mapInPandas(
+            parts.append(_with_versions(todo, versions).repartition(n_parts).mapInPandas(
                 lambda it: process_batches(it, ctx), out_schema))
         for jvm_df in jvm_listing:
             meta = jvm_df.drop("content")
@@ -242,7 +274,8 @@ def run_ingest(spark: SparkSession, settings: Settings, request: IngestRequest,
             n_todo = _skip_known(meta, known).count() if known is not None else listed
             files_listed += listed
             files_skipped += listed - n_todo
-            parts.append(todo.mapInPandas(lambda it: process_batches(it, ctx), out_schema))
+            parts.append(_with_versions(todo, versions).mapInPandas(
+                lambda it: process_batches(it, ctx), out_schema))
         log.info("ingest %s: %d file(s) listed, %d already ingested", run.run_id, files_listed,
                  files_skipped)
         rows = reduce(DataFrame.unionByName, parts)

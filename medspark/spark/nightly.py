@@ -30,6 +30,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from medspark.config import ConfigError, Settings, settings_dict
+from medspark.faults import crash_point
 from medspark.lake import Lake, new_run_id
 from medspark.nightly.lock import acquire
 from medspark.nightly.progress import Progress, TaskPoller
@@ -140,11 +141,14 @@ class Night:
             if self.previous and self.previous.get("status") == "running":
                 self.progress.event("nightly", "resume",
                                     previous_run=self.previous.get("run_id"))
+            self._write_state()  # a run killed from here on leaves its trace
             model_dir = resolve_model(self.lake, self.request.model)
             self._stage("ingest", self._ingest)
+            crash_point("nightly:after-ingest")
             self._stage("masks", self._masks)
             self._stage("preprocess", self._preprocess)
             self._stage("features", self._features)
+            crash_point("nightly:after-features")
             self._stage("predict", lambda: self._predict(model_dir),
                         skip=None if model_dir else (
                             "--model none" if self.request.model == "none"
@@ -215,10 +219,12 @@ class Night:
         return run_features(self.spark, self.settings, self.lake.root, [self.request.date])
 
     def _predict(self, model_dir: str) -> dict[str, Any]:
+        from medspark.spark.imaging import feature_set_hash
         from medspark.spark.predict import run_predict
 
         return run_predict(self.spark, self.settings, self.lake.root, model_dir,
-                           run_date=self.request.date, dates=[self.request.date])
+                           run_date=self.request.date, dates=[self.request.date],
+                           feature_set=feature_set_hash(self.settings))
 
     def _discover_skip(self) -> str | None:
         if not self.settings.nightly.discover:

@@ -67,20 +67,21 @@ def load_model(path: str) -> tuple[dict[str, Any], FittedImputer, Any]:
 
 
 def input_frame(spark: SparkSession, lake: Lake, meta: dict[str, Any],
-                table: str | None) -> tuple[DataFrame, str]:
+                table: str | None, feature_set: str | None = None) -> tuple[DataFrame, str]:
     """The table to score and its source name: `table`, else the lake's current features of
-    the model's feature set (`features-<hash>`)."""
+    `feature_set` or of the model's own feature set (`features-<hash>`)."""
     if table:
         try:
             return spark.read.parquet(table), table
         except Exception as e:  # noqa: BLE001 - AnalysisException: path does not exist
             raise ConfigError(f"table {table} cannot be read: {e}") from None
     source = meta.get("source", {})
-    if "feature_set" not in source:
+    feature_set = feature_set or source.get("feature_set")
+    if not feature_set:
         raise ConfigError(f"model {meta['model_id']} was trained on table {source.get('table')}"
-                          ": pass the table to score")
-    frame, _ = read_features(spark, lake, source["feature_set"])
-    return frame, f"features-{source['feature_set']}"
+                          ": pass the table (or feature set) to score")
+    frame, _ = read_features(spark, lake, feature_set)
+    return frame, f"features-{feature_set}"
 
 
 def check_columns(df: DataFrame, meta: dict[str, Any], fitted: FittedImputer) -> None:
@@ -114,7 +115,7 @@ def model_rows(df: DataFrame, meta: dict[str, Any]) -> tuple[DataFrame, DataFram
 def run_predict(spark: SparkSession, settings: Settings, lake_root: str, model: str,
                 table: str | None = None, run_date: dt.date | None = None,
                 dates: list[dt.date] | None = None, run_id: str | None = None,
-                lake: Lake | None = None) -> dict:
+                lake: Lake | None = None, feature_set: str | None = None) -> dict:
     """Score the lake's features (or `table`) with `model` (id or folder): the rows this model
     has not yet predicted from that source (`dates`: only features of those ingest dates);
     commit predictions and the rejected rows; write a run manifest."""
@@ -122,7 +123,7 @@ def run_predict(spark: SparkSession, settings: Settings, lake_root: str, model: 
     meta, fitted, fitted_model = load_model(resolve_model(lake, model))
     model_id, key = meta["model_id"], meta["key_col"]
     with job_run(lake, "predict", run_id) as run:
-        raw, source = input_frame(spark, lake, meta, table)
+        raw, source = input_frame(spark, lake, meta, table, feature_set)
         if dates and "ingest_date" in raw.columns:
             raw = raw.where(F.col("ingest_date").isin(list(dates)))
         check_columns(raw, meta, fitted)
@@ -150,7 +151,8 @@ def run_predict(spark: SparkSession, settings: Settings, lake_root: str, model: 
                 rejected = rejected.unionByName(errors)
             rejected = rejected.select(
                 F.col(key).cast("string").alias("key"), F.lit(source).alias("source"),
-                F.col(REJECT_STEP).alias("step"), F.col(REJECT_REASON).alias("reason"),
+                F.col(REJECT_STEP).cast("string").alias("step"),
+                F.col(REJECT_REASON).cast("string").alias("reason"),
                 F.lit(dt.date.fromisoformat(day)).alias("run_date"))
             tables = {"predictions": table_of("predictions", model_id),
                       "rejected": table_of("predictions_rejected", model_id)}

@@ -1,10 +1,10 @@
 """Validated image-processing pipelines built from YAML: an ordered list of steps.
 
 A step is written `{step: NAME, PARAM: VALUE, ...}` (also `{NAME: {PARAM: VALUE}}` or just
-`NAME`). Names resolve through `STEPS`, a registry of pure functions and their pydantic
-parameter models (`params.py`); unknown steps and unknown or mistyped parameters are rejected
-before any pixel is touched, with one message line per problem naming the step index, name and
-parameter.
+`NAME`). Names resolve through `STEPS` (`registry.py`), a registry of pure functions and their
+pydantic parameter models (`params.py`); unknown steps and unknown or mistyped parameters are
+rejected before any pixel is touched, with one message line per problem naming the step index,
+name and parameter.
 
 `Pipeline.apply(image, spacing, mask)` threads (image, spacing, mask) through the steps:
 geometry steps move the mask with nearest-neighbour, segmentation steps create or refine it,
@@ -19,65 +19,20 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import core_schema
 
-from medspark.preprocess import filters, geometry, intensity
-from medspark.preprocess._common import Spacing, check_image, check_spacing
-from medspark.preprocess.params import (
-    AdaptiveParams,
-    ApplyMaskParams,
-    AugmentConfig,
-    BilateralParams,
-    BodyMaskParams,
-    CannyParams,
-    CastParams,
-    CenterCropParams,
-    ClaheParams,
-    ClipParams,
-    ConnectivityParams,
-    ContrastStretchParams,
-    CropParams,
-    EqualizeParams,
-    FlipParams,
-    GammaParams,
-    GaussianParams,
-    HURangeParams,
-    LaplacianParams,
-    LungMaskParams,
-    MedianParams,
-    MinAreaParams,
-    MinMaxParams,
-    MorphParams,
-    NLMeansParams,
-    NoParams,
-    OtsuParams,
-    PadParams,
-    Params,
-    PercentileParams,
-    ResampleParams,
-    ResizeParams,
-    RotateParams,
-    SobelParams,
-    ThresholdParams,
-    TopKParams,
-    UnsharpParams,
-    WindowParams,
-    ZScoreParams,
-)
-from medspark.segment import anatomy, components, edges, morphology, threshold
+from medspark.image import Spacing, check_image, check_spacing
+from medspark.segment import morphology
+from medspark.steps.params import AugmentConfig, Params
+from medspark.steps.registry import PIPELINE_PARAMS, SEGMENT_KINDS, STEPS, StepSpec
 
 PIPELINE_FORMAT = 1
 """Bumped when a step's behaviour changes, so hashes of old outputs stop matching."""
-
-StepKind = Literal["geometry", "intensity", "filter", "mask", "mask_op"]
-SEGMENT_KINDS: frozenset[str] = frozenset({"mask", "mask_op"})
-_PIPELINE_ONLY = frozenset({"within_mask", "combine"})  # consumed by Pipeline, not the function
 
 
 class PipelineConfigError(ValueError):
@@ -93,110 +48,6 @@ class StepError(ValueError):
 
     def __reduce__(self) -> tuple[Any, ...]:  # picklable despite the extra arguments
         return (type(self), (str(self), self.index, self.step))
-
-
-# ------------------------------------------------------------------------------- registry
-
-@dataclass(frozen=True)
-class StepSpec:
-    """A registered step: its function, parameter model and how the pipeline calls it.
-
-    kind: geometry (image, spacing) -> (image, spacing), replayed on the mask with
-    `mask_overrides`; intensity/filter (image, spacing) -> (image, spacing); mask
-    (image, spacing) -> mask; mask_op (mask, spacing) -> mask.
-    """
-
-    name: str
-    fn: Callable[..., Any]
-    params: type[Params]
-    kind: StepKind
-    mask_overrides: Mapping[str, Any] = field(default_factory=dict)
-    needs_mask: bool = False
-
-    @property
-    def summary(self) -> str:
-        """The first paragraph of the function's docstring, on one line."""
-        first = (self.fn.__doc__ or "").strip().split("\n\n")[0]
-        return " ".join(line.strip() for line in first.splitlines())
-
-
-STEPS: dict[str, StepSpec] = {}
-
-
-def register_step(spec: StepSpec, *, replace: bool = False) -> StepSpec:
-    """Add a step to the registry (another package may register its own)."""
-    if spec.name in STEPS and not replace:
-        raise ValueError(f"step {spec.name!r} is already registered")
-    STEPS[spec.name] = spec
-    return spec
-
-
-def _register_builtin() -> None:
-    g, i, f = geometry, intensity, filters
-    nearest = {"interpolation": "nearest"}
-    for spec in (
-        StepSpec("resize", g.resize, ResizeParams, "geometry", {**nearest, "pad_value": 0.0}),
-        StepSpec("resample", g.resample, ResampleParams, "geometry", nearest),
-        StepSpec("crop", g.crop, CropParams, "geometry"),
-        StepSpec("center_crop", g.center_crop, CenterCropParams, "geometry", {"pad_value": 0.0}),
-        StepSpec("pad", g.pad, PadParams, "geometry", {"value": 0.0}),
-        StepSpec("rotate", g.rotate, RotateParams, "geometry", {**nearest, "value": 0.0}),
-        StepSpec("flip", g.flip, FlipParams, "geometry"),
-        StepSpec("window", i.window, WindowParams, "intensity"),
-        StepSpec("clip", i.clip, ClipParams, "intensity"),
-        StepSpec("minmax", i.minmax, MinMaxParams, "intensity"),
-        StepSpec("zscore", i.zscore, ZScoreParams, "intensity"),
-        StepSpec("percentile", i.percentile_normalize, PercentileParams, "intensity"),
-        StepSpec("contrast_stretch", i.contrast_stretch, ContrastStretchParams, "intensity"),
-        StepSpec("gamma", i.gamma, GammaParams, "intensity"),
-        StepSpec("equalize_hist", i.equalize_hist, EqualizeParams, "intensity"),
-        StepSpec("clahe", i.clahe, ClaheParams, "intensity"),
-        StepSpec("cast", i.cast, CastParams, "intensity"),
-        StepSpec("apply_mask", i.apply_mask, ApplyMaskParams, "intensity", needs_mask=True),
-        StepSpec("gaussian", f.gaussian, GaussianParams, "filter"),
-        StepSpec("median", f.median, MedianParams, "filter"),
-        StepSpec("bilateral", f.bilateral, BilateralParams, "filter"),
-        StepSpec("nl_means", f.nl_means, NLMeansParams, "filter"),
-        StepSpec("unsharp_mask", f.unsharp_mask, UnsharpParams, "filter"),
-        StepSpec("laplacian_sharpen", f.laplacian_sharpen, LaplacianParams, "filter"),
-        StepSpec("sobel_magnitude", f.sobel_magnitude, NoParams, "filter"),
-        StepSpec("threshold", threshold.fixed, ThresholdParams, "mask"),
-        StepSpec("hu_range", threshold.hu_range, HURangeParams, "mask"),
-        StepSpec("otsu", threshold.otsu, OtsuParams, "mask"),
-        StepSpec("adaptive_threshold", threshold.adaptive, AdaptiveParams, "mask"),
-        StepSpec("canny", edges.canny, CannyParams, "mask"),
-        StepSpec("sobel_edges", edges.sobel, SobelParams, "mask"),
-        StepSpec("body_mask", anatomy.body_mask, BodyMaskParams, "mask"),
-        StepSpec("lung_mask", anatomy.lung_mask, LungMaskParams, "mask"),
-        StepSpec("erode", morphology.erode, MorphParams, "mask_op"),
-        StepSpec("dilate", morphology.dilate, MorphParams, "mask_op"),
-        StepSpec("open", morphology.opening, MorphParams, "mask_op"),
-        StepSpec("close", morphology.closing, MorphParams, "mask_op"),
-        StepSpec("fill_holes", morphology.fill_holes, NoParams, "mask_op"),
-        StepSpec("largest_component", components.largest, ConnectivityParams, "mask_op"),
-        StepSpec("top_k_components", components.top_k, TopKParams, "mask_op"),
-        StepSpec("min_area", components.min_area, MinAreaParams, "mask_op"),
-        StepSpec("clear_border", components.clear_border, ConnectivityParams, "mask_op"),
-    ):
-        register_step(spec)
-
-
-_register_builtin()
-
-
-def list_steps() -> list[dict[str, Any]]:
-    """Name, kind, summary and parameters (JSON schema, required, default) of every step."""
-    out = []
-    for name, spec in sorted(STEPS.items()):
-        schema = spec.params.model_json_schema()
-        required = set(schema.get("required", []))
-        params = {
-            p: {"required": p in required, "default": prop.get("default"),
-                "schema": {k: v for k, v in prop.items() if k not in ("default", "title")}}
-            for p, prop in schema.get("properties", {}).items()
-        }
-        out.append({"name": name, "kind": spec.kind, "summary": spec.summary, "params": params})
-    return out
 
 
 # ------------------------------------------------------------------------------ validation
@@ -288,7 +139,7 @@ class Pipeline:
             if name not in STEPS or not isinstance(params, STEPS[name].params):
                 raise PipelineConfigError(f"step {name!r}: not registered with these params")
         self._calls = [
-            (STEPS[name], params.model_dump(exclude=set(_PIPELINE_ONLY)), params)
+            (STEPS[name], params.model_dump(exclude=set(PIPELINE_PARAMS)), params)
             for name, params in self._steps
         ]
 
@@ -474,9 +325,12 @@ class ProcessingConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    segment: Pipeline = Field(default_factory=Pipeline)
-    preprocess: Pipeline = Field(default_factory=Pipeline)
-    augment: AugmentConfig | None = None
+    segment: Pipeline = Field(
+        default_factory=Pipeline, description="mask steps, run first on the stored pixels")
+    preprocess: Pipeline = Field(
+        default_factory=Pipeline, description="any steps, run next on image and mask together")
+    augment: AugmentConfig | None = Field(
+        None, description="seeded copies of each processed image; none when omitted")
 
     @field_validator("segment", mode="before")
     @classmethod
