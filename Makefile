@@ -30,11 +30,12 @@ check-java: $(STAMP)
 		  echo "       Debian/Ubuntu: sudo apt-get install openjdk-17-jre-headless"; exit 1; }
 
 # The sample arrives over two nights (the second brings new patients); each night is one
-# `medspark nightly` run; a model trained after night 1 scores night 2; the morning reports
+# `medspark nightly` run; a model trained after night 1 scores night 2; then a small CNN trains
+# on both nights' planes (`medspark deep train`, a few epochs); the morning reports
 # land in $(DEMO)/lake/reports/.
 demo: $(STAMP) check-java
 	rm -rf $(DEMO)
-	$(BIN)/medspark sample --output $(DEMO)/sample --patients 12 --nights 2
+	$(BIN)/medspark sample --output $(DEMO)/sample --patients 24 --nights 2
 	mkdir -p $(DEMO)/export
 	cp -r $(DEMO)/sample/nights/1/. $(DEMO)/export/
 	$(BIN)/medspark nightly --input $(DEMO)/export --lake $(DEMO)/lake \
@@ -43,6 +44,8 @@ demo: $(STAMP) check-java
 	cp -r $(DEMO)/sample/nights/2/. $(DEMO)/export/
 	$(BIN)/medspark nightly --input $(DEMO)/export --lake $(DEMO)/lake \
 		--labels $(DEMO)/sample/labels.csv --date 2026-11-02 --set privacy.allow_demo_key=true
+	$(BIN)/medspark deep train --lake $(DEMO)/lake --arch cnn --set deep.epochs=8 \
+		--set deep.validation_folds=3
 	@echo "morning report: $(DEMO)/lake/reports/2026-11-02/index.html"
 	@echo "all nights:     $(DEMO)/lake/reports/index.html"
 

@@ -1,49 +1,109 @@
-"""Model selection speed: medspark train (MLlib RandomForest, grouped CV) vs scikit-learn.
+"""Model selection speed and driver memory: medspark train vs scikit-learn's GridSearchCV.
 
-Generates a table of N rows x F numeric features (default 100k x 100; rows grouped into
-patients, binary label from a few informative features plus noise) as Parquet, then in one run:
+Writes a table of N rows x F numeric features (default 100k x 100; rows grouped into patients of
+5 rows, binary label from a few informative features plus noise) as Parquet, in chunks (the
+writer's memory does not grow with N), then:
 
-1. medspark: `run_train` on a local[2] session with one RandomForestClassifier candidate and a
-   maxDepth grid, K-fold CV grouped by patient, refit on the training split, held-out metrics
-   (JVM start timed apart);
-2. scikit-learn: `GridSearchCV(RandomForestClassifier, same grid, GroupKFold(K), n_jobs=2)`
-   on the same training rows, refit, held-out AUC;
+1. medspark: `run_train` on a local[2] session (`spark.driver.memory=2g`) with one
+   RandomForestClassifier candidate and a maxDepth grid, `engine: auto` (the candidate runs as
+   its scikit-learn counterpart in Spark tasks while the training split fits a task, as MLlib
+   beyond), K-fold CV grouped by patient, refit, held-out metrics with bootstrap CIs and plots.
+   The JVM start is timed apart. While it runs, the driver's resident memory (the Python
+   process and the JVM) is sampled from /proc every 0.2 s: its growth during the run must not
+   grow with N (nothing row-sized is collected);
+2. scikit-learn (unless --skip-sklearn): `GridSearchCV(RandomForestClassifier, same grid,
+   GroupKFold(K), n_jobs=2)` on the same training rows, refit, held-out AUC;
 
-and prints both times and their ratio. Both use the same number of trees, depths and folds;
-the forests are different implementations, so the AUCs are printed to show both learned.
+and prints both times, the ratio, the CV and held-out AUCs (same selection: the same trees,
+depths and folds count; the best depth and the AUCs should agree within noise).
 
     .venv/bin/python benchmarks/train.py --rows 100000 --features 100
+    .venv/bin/python benchmarks/train.py --rows 2000000 --features 100 --skip-sklearn
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-TREES, DEPTHS, FOLDS, TEST_SIZE, SEED = 30, [4, 8], 3, 0.2, 0
+TREES, DEPTHS, FOLDS, TEST_SIZE, SEED, PATIENT_ROWS = 30, [4, 8], 3, 0.2, 0, 5
+CHUNK = 200_000
 
 
-def make_table(path: Path, rows: int, features: int, seed: int = SEED) -> pd.DataFrame:
+def make_table(path: Path, rows: int, features: int, seed: int = SEED) -> None:
+    """The benchmark table, written chunk by chunk."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(rows, features)).astype(np.float64)
-    logit = x[:, :5] @ np.array([1.5, -1.0, 0.8, 0.6, -0.5]) + 0.5 * x[:, 5] * x[:, 6]
-    label = (logit + rng.normal(scale=1.0, size=rows) > 0).astype(int)
-    table = pd.DataFrame(x, columns=[f"f{i:03d}" for i in range(features)])
-    table.insert(0, "row_id", np.arange(rows).astype(str))
-    table.insert(1, "patient", (np.arange(rows) // 5).astype(str))  # 5 rows per patient
-    table["label"] = label
-    table.to_parquet(path, index=False)
-    return table
+    writer = None
+    try:
+        for start in range(0, rows, CHUNK):
+            n = min(CHUNK, rows - start)
+            x = rng.normal(size=(n, features))
+            logit = x[:, :5] @ np.array([1.5, -1.0, 0.8, 0.6, -0.5]) + 0.5 * x[:, 5] * x[:, 6]
+            label = (logit + rng.normal(scale=1.0, size=n) > 0).astype(int)
+            ids = np.arange(start, start + n)
+            table = pd.DataFrame(x, columns=[f"f{i:03d}" for i in range(features)])
+            table.insert(0, "row_id", ids.astype(str))
+            table.insert(1, "patient", (ids // PATIENT_ROWS).astype(str))
+            table["label"] = label
+            arrow = pa.Table.from_pandas(table, preserve_index=False)
+            writer = writer or pq.ParquetWriter(path, arrow.schema)
+            writer.write_table(arrow)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+class PeakRSS:
+    """Resident memory of processes, sampled from /proc in a thread: start and peak (MiB)."""
+
+    def __init__(self, pids: dict[str, int], every: float = 0.2):
+        self.pids, self.every = pids, every
+        self.start = {k: self.rss(p) for k, p in pids.items()}
+        self.peak = dict(self.start)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def rss(pid: int) -> float:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            for k, p in self.pids.items():
+                self.peak[k] = max(self.peak[k], self.rss(p))
+
+    def __enter__(self) -> PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> str:
+        return ", ".join(f"{k} {self.start[k]:.0f} -> peak {self.peak[k]:.0f} MiB "
+                         f"(+{self.peak[k] - self.start[k]:.0f})" for k in self.pids)
 
 
 def run_medspark(table: Path, lake: Path) -> dict:
+    import os
+
     from medspark.config import load_settings
     from medspark.session import build_session
     from medspark.spark.train import run_train
@@ -51,8 +111,8 @@ def run_medspark(table: Path, lake: Path) -> dict:
     overrides = [
         "spark.master=local[2]", "spark.log_level=ERROR", "train.label=label",
         "train.id_col=row_id", "train.group_col=patient", "train.aggregate=none",
-        "train.features=[f*]", f"train.test_size={TEST_SIZE}", f"train.seed={SEED}",
-        "train.n_boot=100", f"train.selection.folds={FOLDS}",
+        "train.engine=auto", "train.features=[f*]", f"train.test_size={TEST_SIZE}",
+        f"train.seed={SEED}", "train.n_boot=100", f"train.selection.folds={FOLDS}",
         "train.selection.metric=roc_auc",
         "train.selection.candidates=[{algorithm: RandomForestClassifier, params: "
         f"{{numTrees: {TREES}, seed: {SEED}}}, grid: {{maxDepth: {DEPTHS}}}}}]",
@@ -61,25 +121,30 @@ def run_medspark(table: Path, lake: Path) -> dict:
     start = time.perf_counter()
     spark = build_session(settings.spark, conf={"spark.ui.enabled": "false",
                                                 "spark.ui.showConsoleProgress": "false",
-                                                "spark.driver.memory": "4g"})
+                                                "spark.driver.memory": "2g"})
     spark.range(1).count()
     jvm_s = time.perf_counter() - start
-    start = time.perf_counter()
-    manifest = run_train(spark, settings, str(lake), table=str(table))
-    seconds = time.perf_counter() - start
+    jvm_pid = int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid())
+    gc.collect()
+    with PeakRSS({"python": os.getpid(), "jvm": jvm_pid}) as memory:
+        start = time.perf_counter()
+        manifest = run_train(spark, settings, str(lake), table=str(table))
+        seconds = time.perf_counter() - start
     spark.stop()
     return {"seconds": seconds, "jvm_start_s": jvm_s, "best": manifest["best"],
-            "test_auc": manifest["test_metrics"].get("roc_auc"),
-            "test_patients": manifest["split"]}
+            "test_auc": manifest["test_metrics"].get("roc_auc"), "memory": memory.summary(),
+            "phases": manifest.get("seconds"), "engine": manifest["selection"][0]["kind"],
+            "imputer": manifest["imputer"]["fitted_by"]}
 
 
-def run_sklearn(table: pd.DataFrame) -> dict:
+def run_sklearn(table_path: Path) -> dict:
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import GridSearchCV, GroupKFold
 
     from medspark.models.splits import train_test_split_grouped
 
+    table = pd.read_parquet(table_path)
     split = train_test_split_grouped(table, "patient", "label", TEST_SIZE, SEED)
     train, test = table.iloc[split.train], table.iloc[split.test]
     cols = [c for c in table.columns if c.startswith("f")]
@@ -90,30 +155,42 @@ def run_sklearn(table: pd.DataFrame) -> dict:
     search.fit(train[cols], train["label"], groups=train["patient"])
     auc = roc_auc_score(test["label"], search.predict_proba(test[cols])[:, 1])
     return {"seconds": time.perf_counter() - start, "best": search.best_params_,
-            "test_auc": auc}
+            "cv_auc": search.best_score_, "test_auc": auc}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--features", type=int, default=100)
+    parser.add_argument("--skip-sklearn", action="store_true",
+                        help="medspark only (the scale run: 2M rows)")
     parser.add_argument("--workdir", help="keep data here (default: a temp dir, removed)")
     args = parser.parse_args(argv)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="medspark-bench-train-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        table = make_table(work / "table.parquet", args.rows, args.features)
-        print(f"table: {args.rows} rows x {args.features} features, {args.rows // 5} patients; "
-              f"RandomForest {TREES} trees, maxDepth {DEPTHS}, {FOLDS}-fold grouped CV + refit")
-        sk = run_sklearn(table)
-        print(f"scikit-learn GridSearchCV(n_jobs=2): {sk['seconds']:.1f}s, best {sk['best']}, "
-              f"held-out AUC {sk['test_auc']:.3f}")
-        ms = run_medspark(work / "table.parquet", work / "lake")
+        path = work / "table.parquet"
+        if not path.exists():
+            make_table(path, args.rows, args.features)
+        print(f"table: {args.rows} rows x {args.features} features, "
+              f"{args.rows // PATIENT_ROWS} patients; RandomForest {TREES} trees, maxDepth "
+              f"{DEPTHS}, {FOLDS}-fold grouped CV + refit", flush=True)
+        shutil.rmtree(work / "lake", ignore_errors=True)
+        ms = run_medspark(path, work / "lake")
         auc = ms["test_auc"]
-        print(f"medspark train local[2]: {ms['seconds']:.1f}s (JVM start {ms['jvm_start_s']:.1f}s "
-              f"apart; includes bootstrap CIs and plots), best {ms['best']}, held-out AUC "
-              f"{auc if auc is None else round(auc, 3)}")
-        print(f"ratio time medspark/scikit-learn = {ms['seconds'] / sk['seconds']:.2f}")
+        print(f"medspark train local[2] (engine {ms['engine']}, imputers {ms['imputer']}): "
+              f"{ms['seconds']:.1f}s (JVM start {ms['jvm_start_s']:.1f}s apart; includes "
+              f"bootstrap CIs and plots), best {ms['best']['params']} CV AUC "
+              f"{ms['best']['cv_mean']:.4f}, held-out AUC "
+              f"{auc if auc is None else round(auc, 4)}", flush=True)
+        print(f"  phases (s): {ms['phases']}")
+        print(f"  driver memory during the run: {ms['memory']}", flush=True)
+        if not args.skip_sklearn:
+            sk = run_sklearn(path)
+            print(f"scikit-learn GridSearchCV(n_jobs=2): {sk['seconds']:.1f}s, best "
+                  f"{sk['best']} CV AUC {sk['cv_auc']:.4f}, held-out AUC "
+                  f"{sk['test_auc']:.4f}")
+            print(f"ratio time medspark/scikit-learn = {ms['seconds'] / sk['seconds']:.2f}")
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)

@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # commands that live in their own module (`add_parser(subparsers)`, `run(args) -> int`)
-COMMAND_MODULES = ("lake", "nightly")
+COMMAND_MODULES = ("lake", "nightly", "discover", "deep", "config")
 
 
 def command_modules() -> list:
@@ -245,6 +245,11 @@ def _cmd_models(args: argparse.Namespace) -> int:
     if args.command == "train" and args.select:
         overrides.append(select_override(args.select))
     settings = load_settings(args.config, overrides)  # an unknown algorithm stops here
+    if args.command == "train":  # columns and settings checked on the schema, before Spark
+        from medspark.spark.train import preflight
+
+        preflight(settings, args.lake, args.table, as_of=args.as_of, label=args.label,
+                  task=args.task, id_col=args.id_col, group_col=args.group_col)
     spark = build_session(settings.spark, master=args.master, conf=_spark_conf(args.spark_conf))
     if args.command == "train":
         from medspark.spark.train import run_train

@@ -21,10 +21,13 @@ from pydantic import (
     model_validator,
 )
 
+from medspark.deep.config import DeepSettings
+from medspark.discover.config import DiscoverSettings
 from medspark.models.config import TrainSettings
 from medspark.nightly.config import NightlySettings
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "local.yaml"
+# conf/local.yaml of the source tree; in an installed package, its copy (package data)
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "conf" / "local.yaml"
 
 
 class ConfigError(ValueError):
@@ -174,6 +177,8 @@ class Settings(_Strict):
     imaging: ImagingSettings = Field(default_factory=ImagingSettings)
     features: FeatureSettings = Field(default_factory=FeatureSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
+    discover: DiscoverSettings = Field(default_factory=DiscoverSettings)
+    deep: DeepSettings = Field(default_factory=DeepSettings)
     nightly: NightlySettings = Field(default_factory=NightlySettings)
 
 

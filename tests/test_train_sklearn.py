@@ -35,8 +35,9 @@ CANDIDATES = [
 
 
 def config(**kw) -> TrainSettings:
+    """The MLlib tree stays on MLlib (`engine: mllib`), so one leaderboard holds both kinds."""
     doc = {"label": "target", "id_col": "row_id", "group_col": "patient_id", "n_boot": 50,
-           "selection": {"folds": 3, "candidates": CANDIDATES}, **kw}
+           "engine": "mllib", "selection": {"folds": 3, "candidates": CANDIDATES}, **kw}
     return TrainSettings.model_validate(doc)
 
 
@@ -58,12 +59,12 @@ def wdbc(tmp_path_factory, wdbc_frame) -> dict:
 
 @pytest.fixture(scope="module")
 def mixed(spark, wdbc) -> dict:
-    from medspark.spark.sklearn_jobs import SEARCH_JOB_GROUP
+    from medspark.spark.models.tasks import JOB_GROUP
 
     tracker = spark.sparkContext.statusTracker()
-    before = set(tracker.getJobIdsForGroup(SEARCH_JOB_GROUP))
+    before = set(tracker.getJobIdsForGroup(JOB_GROUP))
     manifest = run_train(spark, Settings(), wdbc["lake"], table=wdbc["table"], train=config())
-    jobs = set(tracker.getJobIdsForGroup(SEARCH_JOB_GROUP)) - before
+    jobs = set(tracker.getJobIdsForGroup(JOB_GROUP)) - before
     tasks = [tracker.getStageInfo(s).numTasks for j in jobs
              for s in tracker.getJobInfo(j).stageIds if tracker.getStageInfo(s)]
     out = manifest["outputs"]["model"]
@@ -151,24 +152,25 @@ def test_mixed_leaderboard(mixed):
 
 
 def test_sklearn_folds_are_the_train_jobs_folds(mixed, wdbc):
-    """The scikit-learn fold scores, recomputed here from the grouped split and folds the job
-    makes (same seed, same rows): the same patients, features and metric."""
+    """The scikit-learn fold scores, recomputed here from the folds the job assigned (its
+    `split/` table: group -> fold), the same rows in key order, features and metric."""
     from sklearn.metrics import accuracy_score
     from threadpoolctl import threadpool_limits
 
     from medspark.models.sklearn_estimators import make_pipeline
-    from medspark.models.splits import grouped_stratified_kfold, train_test_split_grouped
 
+    split = pd.read_parquet(os.path.join(mixed["out"], "split"))
+    fold_of = dict(zip(split["group"], split["fold"], strict=True))
     keys = wdbc["frame"].sort_values("row_id", ignore_index=True)
-    split = train_test_split_grouped(keys, "patient_id", "target", 0.2, 0, "classification")
-    rest = keys.iloc[split.train].reset_index(drop=True)
-    folds = grouped_stratified_kfold(rest, "patient_id", "target", 3, 0, "classification")
+    keys["fold"] = keys["patient_id"].map(fold_of)
+    assert keys["fold"].notna().all() and (keys["fold"] == -1).mean() == pytest.approx(0.2, 0.1)
+    rest = keys[keys["fold"] >= 0]
     board = mixed["board"]
     for _, row in board[(board["algorithm"] == LR) & board["error"].isna()].iterrows():
         expected = []
-        for fold in folds:
-            model = make_pipeline(LR, json.loads(row["params"]), impute=False, scale=True)
-            tr, te = rest.iloc[fold.train], rest.iloc[fold.test]
+        for fold in range(3):
+            model = make_pipeline(LR, json.loads(row["params"]), scale=True)
+            tr, te = rest[rest["fold"] != fold], rest[rest["fold"] == fold]
             with threadpool_limits(1):
                 model.fit(tr[wdbc["features"]], tr["target"].astype(float))
                 expected.append(accuracy_score(te["target"], model.predict(te[wdbc["features"]])))

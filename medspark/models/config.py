@@ -19,7 +19,9 @@ train:
 
 MLlib names take MLlib parameter names (`maxDepth`); scikit-learn paths take the estimator's
 `get_params()` names (`max_depth`, nested `step__param`), checked with scikit-learn's own
-constraints here, before Spark starts.
+constraints here, before Spark starts. `engine: auto` (the default) fits an MLlib candidate as
+its scikit-learn counterpart in Spark tasks where the training split fits one
+(`medspark.models.counterparts`); `engine: mllib` keeps MLlib names on MLlib.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from medspark.models.algorithms import is_estimator_path
 from medspark.models.missing import MissingValuePlan
 
 Task = Literal["classification", "regression", "clustering"]
@@ -40,6 +43,9 @@ DEFAULT_CANDIDATES = {
                    {"algorithm": "RandomForestRegressor", "params": {"numTrees": 20}}],
     "clustering": [{"algorithm": "KMeans", "grid": {"k": [2, 3]}}],
 }
+ENGINE_DOC = ("auto: an MLlib candidate whose training split fits a Spark task is fitted as "
+              "its scikit-learn counterpart in parallel tasks, MLlib beyond; mllib: MLlib "
+              "names on MLlib. Import paths always run as scikit-learn tasks.")
 DEFAULT_METRIC = {"classification": "accuracy", "regression": "rmse", "clustering": "silhouette"}
 
 
@@ -58,23 +64,21 @@ class Candidate(_Strict):
 
     @model_validator(mode="after")
     def _known(self) -> Candidate:
-        from medspark.models.mllib import check_candidate
+        from medspark.models.algorithms import check_mllib_candidate
         from medspark.models.sklearn_candidates import check_estimator_candidate
 
         if self.is_sklearn():  # the messages name the estimator path
             check_estimator_candidate(self.algorithm, self.params, self.grid)
         else:
-            check_candidate(self.algorithm, self.params, self.grid)
+            check_mllib_candidate(self.algorithm, self.params, self.grid)
         return self
 
     def is_sklearn(self) -> bool:
-        from medspark.models.sklearn_candidates import is_estimator_path
-
         return is_estimator_path(self.algorithm)
 
     def task(self) -> str:
         """classification / regression / clustering."""
-        from medspark.models.mllib import get_algorithm
+        from medspark.models.algorithms import get_algorithm
         from medspark.models.sklearn_candidates import estimator_task
 
         if self.is_sklearn():
@@ -95,23 +99,37 @@ class TrainSettings(_Strict):
 
     task: Task = "classification"
     label: str = "label"
-    group_col: str = "patient_pseudo_id"
+    group_col: str = Field("patient_pseudo_id", description="rows of one group (patient) are "
+                           "never on both sides of a split; a null group is its own group")
     id_col: str = "image_id"
     series_col: str = "series_pseudo_uid"
     feature_set: str | None = Field(None, description="features/feature_set=<hash>; "
                                     "default: the only one in the lake")
     features: list[str] = Field(default_factory=list,
                                 description="feature columns or globs; empty: every feature")
-    aggregate: Literal["none", "series_mean", "series_max"] = "none"
+    aggregate: Literal["auto", "none", "series_mean", "series_max"] = Field(
+        "none", description="one row per series_col (mean/max of each feature); auto (the "
+        "shipped conf/local.yaml): series_max for the lake's features when they have "
+        "series_col, none for --table")
     positive_label: str | int | None = Field(None, description="binary: the positive class")
     standardize: bool = True
     missing: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_MISSING))
     test_size: float = Field(0.2, gt=0, lt=1)
     seed: int = 0
     n_boot: int = Field(1000, ge=0)
-    sklearn_max_rows: int = Field(
-        200_000, ge=1, description="scikit-learn candidates: most training-split rows "
-        "collected to the driver (per CV fold and for the refit); more is an error")
+    engine: Literal["auto", "mllib"] = Field("auto", description=ENGINE_DOC)
+    sklearn_max_rows: int = Field(200_000, ge=1, description="most training-split rows one "
+                                  "scikit-learn task fits; beyond: MLlib (engine auto) or "
+                                  "an error (an import-path candidate)")
+    task_memory_mb: int = Field(2048, ge=16, description="memory a task may use for the "
+                                "training split, estimated as rows x (features + 4) x 24 B")
+    eval_max_rows: int = Field(200_000, ge=100, description="held-out rows the metrics, CIs "
+                               "and plots rest on; a larger test split is sampled by group")
+    impute_sample_rows: int = Field(100_000, ge=100, description="rows a `model` rule of the "
+                                    "plan is fitted on beyond a task (drawn by key hash)")
+    per_group: str | None = Field(None, description="a column: one model per value (e.g. a "
+                                  "site), each fitted on that value's rows in one task")
+    per_group_max: int = Field(1000, ge=1, description="most values `per_group` may have")
     selection: SelectionSettings = Field(default_factory=SelectionSettings)
 
     @field_validator("missing")
@@ -122,7 +140,7 @@ class TrainSettings(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainSettings:
-        from medspark.models.mllib import check_metric
+        from medspark.models.algorithms import check_metric
 
         for cand in self.candidates():
             task = cand.task()
@@ -131,6 +149,11 @@ class TrainSettings(_Strict):
                 raise ValueError(f"{cand.algorithm} is a {task} {what}, task is {self.task}")
         check_metric(self.task, self.metric())
         return self
+
+    def hashed(self) -> dict[str, Any]:
+        """The settings that decide the model (what its id hashes): run-only limits left out."""
+        return self.model_dump(mode="json", exclude={"sklearn_max_rows", "task_memory_mb",
+                                                     "per_group_max"})
 
     def candidates(self) -> list[Candidate]:
         return self.selection.candidates or [

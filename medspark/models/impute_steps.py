@@ -7,29 +7,22 @@ as it is on any later frame. `medspark.models.missing` strings them together.
 
 from __future__ import annotations
 
+import abc
 import fnmatch
 import re
 import warnings
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from scipy.interpolate import make_interp_spline
 
-if TYPE_CHECKING:
-    from medspark.models.missing import (
-        DropColumns,
-        DropRows,
-        Fill,
-        FillSpec,
-        Interpolate,
-        ModelImpute,
-    )
-
-Scalar = float | int | str | bool
+from medspark.jsonable import py
+from medspark.models import impute_rules as rules
+from medspark.models.impute_rules import Scalar
 
 
 class MissingColumnError(ValueError):
@@ -84,12 +77,7 @@ def resolve_columns(
     return [c for c in df.columns if c in chosen]
 
 
-def _py(v: Any) -> Any:
-    """A JSON-friendly Python scalar (numpy scalars unwrapped)."""
-    return v.item() if isinstance(v, np.generic) else v
-
-
-def _statistic(s: pd.Series, spec: FillSpec, where: str) -> Scalar:
+def _statistic(s: pd.Series, spec: rules.FillSpec, where: str) -> Scalar:
     if spec.method == "constant":
         return spec.value  # type: ignore[return-value]
     if spec.method in ("mean", "median") and not _is_numeric(s):
@@ -101,7 +89,7 @@ def _statistic(s: pd.Series, spec: FillSpec, where: str) -> Scalar:
             "(drop it first with drop_columns)"
         )
     if spec.method == "mode":
-        return _py(observed.mode().iloc[0])
+        return py(observed.mode().iloc[0])
     return float(observed.mean() if spec.method == "mean" else observed.median())
 
 
@@ -115,20 +103,22 @@ def _fill(df: pd.DataFrame, values: Mapping[str, Scalar]) -> None:
 
 
 # --------------------------------------------------------------------------------------- steps
-class Step:
+class Step(abc.ABC):
     """A fitted rule: `apply` fills in place and returns the rows it could not handle."""
 
     strategy: ClassVar[str]
 
+    @abc.abstractmethod
     def required(self) -> list[str]:
-        raise NotImplementedError
+        """The columns this rule reads."""
 
+    @abc.abstractmethod
     def apply(self, df: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
-        raise NotImplementedError
+        """Fill `df` in place; return it and the ids of rows it could not fill."""
 
+    @abc.abstractmethod
     def state(self) -> dict[str, Any]:
         """JSON-able fitted state (estimators excluded: see `artifacts`)."""
-        raise NotImplementedError
 
     def artifacts(self) -> Any:
         return None
@@ -321,7 +311,7 @@ def _threads(n: int | None) -> AbstractContextManager[Any]:
     return nullcontext() if n is None else threadpool_limits(limits=n)
 
 
-def _regressor(rule: ModelImpute) -> Any:
+def _regressor(rule: rules.ModelImpute) -> Any:
     from sklearn.ensemble import RandomForestRegressor
     from sklearn.linear_model import BayesianRidge
 
@@ -378,11 +368,11 @@ class FittedModel(Step):
         return self.models
 
 
-def _fit_drop_rows(rule: DropRows, df: pd.DataFrame, exclude: list[str]) -> Step:
+def _fit_drop_rows(rule: rules.DropRows, df: pd.DataFrame, exclude: list[str]) -> Step:
     return FittedDropRows(resolve_columns(rule.columns, df, exclude=exclude, where="drop_rows"))
 
 
-def _fit_drop_columns(rule: DropColumns, df: pd.DataFrame, exclude: list[str]) -> Step:
+def _fit_drop_columns(rule: rules.DropColumns, df: pd.DataFrame, exclude: list[str]) -> Step:
     cols = resolve_columns(rule.columns, df, exclude=exclude, where="drop_columns")
     n = max(len(df), 1)
     rates = {c: float(df[c].isna().sum() / n) for c in cols}
@@ -390,13 +380,13 @@ def _fit_drop_columns(rule: DropColumns, df: pd.DataFrame, exclude: list[str]) -
     return FittedDropColumns(dropped, {c: rates[c] for c in dropped})
 
 
-def _fit_fill(rule: Fill, df: pd.DataFrame, exclude: list[str]) -> Step:
+def _fit_fill(rule: rules.Fill, df: pd.DataFrame, exclude: list[str]) -> Step:
     numeric = rule.method in ("mean", "median")
     cols = resolve_columns(rule.columns, df, exclude=exclude, numeric_only=numeric, where="fill")
     return FittedFill({c: _statistic(df[c], rule, "fill") for c in cols})
 
 
-def _fit_interpolate(rule: Interpolate, df: pd.DataFrame, exclude: list[str]) -> Step:
+def _fit_interpolate(rule: rules.Interpolate, df: pd.DataFrame, exclude: list[str]) -> Step:
     keys = [rule.order_by, *rule.group_by]
     missing = [k for k in keys if k not in df.columns]
     if missing:
@@ -413,7 +403,7 @@ def _fit_interpolate(rule: Interpolate, df: pd.DataFrame, exclude: list[str]) ->
     )
 
 
-def _fit_model(rule: ModelImpute, df: pd.DataFrame, exclude: list[str]) -> Step:
+def _fit_model(rule: rules.ModelImpute, df: pd.DataFrame, exclude: list[str]) -> Step:
     targets = resolve_columns(rule.columns, df, exclude=exclude, numeric_only=True, where="model")
     feats = resolve_columns(
         rule.features or ["*"], df, exclude=exclude, numeric_only=True, where="model features"
@@ -435,7 +425,7 @@ def _fit_model(rule: ModelImpute, df: pd.DataFrame, exclude: list[str]) -> Step:
 
 
 def _fit_estimators(
-    rule: ModelImpute, data: pd.DataFrame, targets: list[str], medians: dict[str, float]
+    rule: rules.ModelImpute, data: pd.DataFrame, targets: list[str], medians: dict[str, float]
 ) -> tuple[Any, int | None]:
     if rule.estimator == "iterative":
         from sklearn.experimental import enable_iterative_imputer  # noqa: F401

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
+from medspark.jsonable import num, py
+
 ArrayLike = Sequence[Any] | np.ndarray
 Scores = dict[str, float]
 
@@ -129,13 +131,9 @@ def bootstrap(
         vals = np.asarray(samples[k])
         low, high = np.percentile(vals, [tail, 100 - tail]) if len(vals) else (np.nan, np.nan)
         out[k] = {
-            "value": _num(v), "ci_low": _num(low), "ci_high": _num(high), "n_boot_used": len(vals)
+            "value": num(v), "ci_low": num(low), "ci_high": num(high), "n_boot_used": len(vals)
         }
     return out
-
-
-def _num(v: float) -> float | None:
-    return None if v is None or np.isnan(v) else float(v)
 
 
 # ------------------------------------------------------------------------------------- public
@@ -196,7 +194,7 @@ def classification_metrics(
     )
     cm = [[int(np.sum((y == t) & (p == q))) for q in (0, 1)] for t in (0, 1)]
     out["confusion_matrix"] = {
-        "value": cm, "labels": [_py(v) for v in labels], "ci_low": None, "ci_high": None,
+        "value": cm, "labels": [py(v) for v in labels], "ci_low": None, "ci_high": None,
         "n_boot_used": 0,
     }
     return out
@@ -245,14 +243,10 @@ def clustering_metrics(
     if 2 <= n_clusters <= keep.sum() - 1:
         sil = silhouette_score(x[keep], lab[keep], sample_size=sample_size, random_state=seed)
     values, counts = np.unique(lab, return_counts=True)
-    sizes = {str(_py(v)): int(c) for v, c in zip(values, counts, strict=True)}
+    sizes = {str(py(v)): int(c) for v, c in zip(values, counts, strict=True)}
     none = {"ci_low": None, "ci_high": None, "n_boot_used": 0}
     return {
         "silhouette": {"value": None if sil is None else float(sil), **none},
         "n_clusters": {"value": n_clusters, **none},
         "cluster_sizes": {"value": sizes, **none},
     }
-
-
-def _py(v: Any) -> Any:
-    return v.item() if isinstance(v, np.generic) else v

@@ -10,26 +10,39 @@ output frame and come back in `ImputeResult.rejected` with the step and the reas
 
 from __future__ import annotations
 
-import json
 import pickle
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field
 
+from medspark.models.impute_rules import (
+    DropColumns,
+    DropRows,
+    Fill,
+    FillSpec,
+    Interpolate,
+    ModelImpute,
+    Rule,
+    Strict,
+)
 from medspark.models.impute_steps import (
     FIT_RULE,
     STEP_TYPES,
     MissingColumnError,
-    Scalar,
     Step,
     interpolate_1d,
     resolve_columns,
 )
+
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
+
+    from medspark.models.folder import Folder
 
 __all__ = [
     "ColumnMissing", "DropColumns", "DropRows", "Fill", "FillSpec", "FittedImputer",
@@ -39,106 +52,10 @@ __all__ = [
 
 FORMAT_VERSION = 1
 STATE_FILE = "imputer.json"
-FillMethod = Literal["mean", "median", "mode", "constant"]
+REJECT_STEP, REJECT_REASON = "_ms_reject_step", "_ms_reject_reason"
 
 
-# --------------------------------------------------------------------------------------- config
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-class FillSpec(_Strict):
-    """A fill statistic: mean/median (numeric), mode (any type) or a constant `value`."""
-
-    method: FillMethod = "median"
-    value: Scalar | None = Field(None, description="the constant, for method=constant only")
-
-    @model_validator(mode="after")
-    def _value_iff_constant(self) -> FillSpec:
-        if (self.method == "constant") != (self.value is not None):
-            raise ValueError("`value` is required for method=constant and only then")
-        return self
-
-
-class _Rule(_Strict):
-    columns: list[str] = Field(min_length=1, description="names, globs, or 're:' regexes")
-
-
-class DropRows(_Rule):
-    """Rows missing any of these columns cannot be used: they are rejected (and reported)."""
-
-    strategy: Literal["drop_rows"]
-
-
-class DropColumns(_Rule):
-    """Columns whose training missing rate is above `max_missing_rate` are dropped for good."""
-
-    strategy: Literal["drop_columns"]
-    columns: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
-    max_missing_rate: float = Field(0.5, ge=0.0, le=1.0)
-
-
-class Fill(_Rule, FillSpec):
-    """Fill with a statistic learnt on the training rows (or a constant)."""
-
-    strategy: Literal["fill"]
-
-
-class Interpolate(_Rule):
-    """Interpolate along `order_by` within each `group_by` group (e.g. slices of one series).
-
-    Interior gaps are interpolated on the order-key values (unequal spacing respected); with
-    fewer valid points than `order + 1`, the polynomial degree drops to what the points allow.
-    Gaps beyond the group's first/last valid value take the nearest valid value
-    (`edges=nearest`) or stay NaN (`edges=nan`); whatever is still NaN (edges, all-NaN groups,
-    missing order or group key) gets `fallback` if set, otherwise the row is rejected.
-    """
-
-    strategy: Literal["interpolate"]
-    method: Literal["linear", "polynomial"] = "linear"
-    order: int | None = Field(None, ge=1, description="polynomial (spline) degree")
-    order_by: str
-    group_by: list[str] = Field(default_factory=list)
-    edges: Literal["nearest", "nan"] = "nearest"
-    fallback: FillSpec | None = None
-
-    @model_validator(mode="after")
-    def _order_for_polynomial(self) -> Interpolate:
-        if (self.method == "polynomial") != (self.order is not None):
-            raise ValueError("`order` is required for method=polynomial and only then")
-        return self
-
-
-class ModelImpute(_Rule):
-    """Predict each missing column from the others with a model fitted on the training rows.
-
-    `iterative`: sklearn IterativeImputer (BayesianRidge) over targets + features.
-    `bayesian_ridge` / `random_forest`: one regressor per target, trained on the complete rows
-    (target and every input observed) or, with `train_rows=observed_target`, on every row with
-    the target, missing inputs filled with their training medians. At prediction time missing
-    inputs are filled with those medians too.
-    """
-
-    strategy: Literal["model"]
-    estimator: Literal["iterative", "bayesian_ridge", "random_forest"] = "iterative"
-    features: list[str] | None = Field(
-        None, description="input columns/patterns; default every numeric non-excluded column"
-    )
-    max_iter: int = Field(10, ge=1, description="IterativeImputer rounds")
-    n_estimators: int = Field(100, ge=1, description="random forest trees")
-    train_rows: Literal["complete", "observed_target"] = "complete"
-    seed: int = 0
-    n_threads: int | None = Field(
-        1, ge=1, description="BLAS/OpenMP threads while fitting/predicting; None: library default"
-    )
-
-
-Rule = Annotated[
-    DropRows | DropColumns | Fill | Interpolate | ModelImpute, Field(discriminator="strategy")
-]
-
-
-class MissingValuePlan(_Strict):
+class MissingValuePlan(Strict):
     """The ordered rules plus the columns no pattern may touch (ids, labels)."""
 
     rules: list[Rule] = Field(min_length=1)
@@ -198,6 +115,22 @@ class ImputeReport(BaseModel):
     rows_dropped_by_step: dict[str, int]
     columns_dropped: list[str]
     columns: dict[str, ColumnMissing]
+
+    @classmethod
+    def from_counts(cls, rows_in: int, rows_out: int, by_step: Mapping[str, int],
+                    before: Mapping[str, int], after: Mapping[str, int | None]
+                    ) -> ImputeReport:
+        """A report from counts made elsewhere (Spark aggregates): missing values per column
+        before (every input column) and after (None: the column was dropped)."""
+        columns = {str(c): ColumnMissing(
+            missing_before=int(n), rate_before=_rate(int(n), rows_in),
+            missing_after=None if after.get(c) is None else int(after[c]),
+            rate_after=None if after.get(c) is None else _rate(int(after[c]), rows_out))
+            for c, n in before.items()}
+        return cls(rows_in=rows_in, rows_out=rows_out, rows_dropped=rows_in - rows_out,
+                   rows_dropped_by_step={str(k): int(v) for k, v in by_step.items()},
+                   columns_dropped=[str(c) for c in before if after.get(c) is None],
+                   columns=columns)
 
 
 @dataclass
@@ -303,27 +236,33 @@ class FittedImputer:
             "train_report": self.train_report.model_dump() if self.train_report else None,
         }
 
-    def save(self, directory: str | Path) -> Path:
-        """Write `imputer.json` plus one pickle per step with estimators (`step_<i>.pkl`)."""
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
+    def save(self, directory: str | Path | Folder,
+             filesystem: pafs.FileSystem | None = None) -> Folder:
+        """Write `imputer.json` plus one pickle per step with estimators (`step_<i>.pkl`) into
+        `directory`: a local path, a URI (`hdfs://`, `s3://`, `file://`) or a path on
+        `filesystem` (any pyarrow filesystem)."""
+        from medspark.models.folder import Folder
+
+        out = Folder.at(directory, filesystem).make()
         state = self.to_dict()
         for i, (step, desc) in enumerate(zip(self.steps, state["steps"], strict=True)):
             if step.artifacts() is not None:
-                name = f"step_{i}.pkl"
-                with open(out / name, "wb") as fh:
-                    pickle.dump(step.artifacts(), fh, protocol=pickle.HIGHEST_PROTOCOL)
-                desc["artifacts"] = name
-        (out / STATE_FILE).write_text(json.dumps(state, indent=2, allow_nan=False))
+                desc["artifacts"] = out.write_bytes(
+                    f"step_{i}.pkl", pickle.dumps(step.artifacts(),
+                                                  protocol=pickle.HIGHEST_PROTOCOL))
+        out.write_json(STATE_FILE, state)
         return out
 
     @classmethod
-    def load(cls, directory: str | Path) -> FittedImputer:
+    def load(cls, directory: str | Path | Folder,
+             filesystem: pafs.FileSystem | None = None) -> FittedImputer:
         """Read what `save` wrote (pickles are trusted: load only directories you wrote)."""
         import sklearn
 
-        src = Path(directory)
-        state = json.loads((src / STATE_FILE).read_text())
+        from medspark.models.folder import Folder
+
+        src = Folder.at(directory, filesystem)
+        state = src.read_json(STATE_FILE)
         if state.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{src}: unsupported imputer format {state.get('format_version')}")
         if state.get("sklearn_version") != sklearn.__version__:
@@ -339,8 +278,7 @@ class FittedImputer:
             artifacts = desc.pop("artifacts", None)
             step = STEP_TYPES[kind](**desc)
             if artifacts is not None:
-                with open(src / artifacts, "rb") as fh:
-                    step.models = pickle.load(fh)  # type: ignore[attr-defined]
+                step.models = pickle.loads(src.read_bytes(artifacts))  # type: ignore[attr-defined]
             steps.append(step)
         report = state.get("train_report")
         return cls(
@@ -348,3 +286,37 @@ class FittedImputer:
             steps,
             ImputeReport.model_validate(report) if report else None,
         )
+
+
+def model_features(fitted: FittedImputer, features: Sequence[str]) -> list[str]:
+    """The features left after the fitted plan dropped columns (the model's inputs)."""
+    dropped = set(fitted.train_report.columns_dropped if fitted.train_report else [])
+    for step in fitted.steps:
+        dropped |= set(getattr(step, "dropped", []))
+    return [c for c in features if c not in dropped]
+
+
+def mark_rejected(pdf: pd.DataFrame, fitted: FittedImputer, features: Sequence[str]
+                  ) -> pd.DataFrame:
+    """`pdf` (unique index) with the model features imputed and two columns saying why a row
+    cannot be used (null when it can): `_ms_reject_step` (the first step that rejected it, or
+    `nan_after_imputation` when a model feature is still missing) and `_ms_reject_reason`.
+    Rejected rows keep their input values; the rows and columns are those of `pdf`."""
+    res = fitted.transform(pdf)
+    keep = model_features(fitted, features)
+    out = pdf.copy()
+    filled = res.frame
+    for c in keep:
+        out.loc[filled.index, c] = filled[c].to_numpy(dtype=float)
+    out[REJECT_STEP], out[REJECT_REASON] = None, None
+    rej = res.rejected.groupby(level=0).first()  # the first step that rejected a row
+    out.loc[rej.index, REJECT_STEP] = rej["step"].astype(str)
+    out.loc[rej.index, REJECT_REASON] = rej["reason"].astype(str)
+    left = out.loc[out[REJECT_STEP].isna(), keep].isna()
+    bad = left.any(axis=1)
+    if bad.any():
+        out.loc[bad[bad].index, REJECT_STEP] = "nan_after_imputation"
+        out.loc[bad[bad].index, REJECT_REASON] = [
+            "NaN left in " + ", ".join(left.columns[row].tolist()[:5])
+            for row in left[bad].to_numpy()]
+    return out

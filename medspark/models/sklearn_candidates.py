@@ -15,16 +15,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medspark.models.sklearn_estimators import expand_grid, resolve_estimator
+from medspark.models.algorithms import is_estimator_path, param_grid
+from medspark.models.sklearn_estimators import resolve_estimator
+
+__all__ = ["class_probabilities", "estimator_task", "estimator_weights", "is_estimator_path",
+           "predict_outputs"]
 
 # sklearn's estimator_type tag -> medspark task (GaussianMixture is a "density_estimator")
 TASK_OF_TYPE = {"classifier": "classification", "regressor": "regression",
                 "clusterer": "clustering", "density_estimator": "clustering"}
-
-
-def is_estimator_path(name: str) -> bool:
-    """True for a dotted import path (a scikit-learn estimator), False for an MLlib name."""
-    return "." in name
 
 
 def estimator_task(path: str, params: Mapping[str, Any] | None = None) -> str:
@@ -53,8 +52,8 @@ def check_estimator_candidate(path: str, params: Mapping[str, Any],
     for key, values in grid.items():
         if isinstance(values, str) or not isinstance(values, Sequence) or not values:
             raise ValueError(f"{path}: grid {key!r} must be a non-empty list")
-    # every combination, merged over the fixed params (as the train job fits them)
-    expand_grid(path, {**{k: [v] for k, v in params.items()}, **grid})
+    for combo in param_grid(dict(params), dict(grid)):  # as the train job fits them
+        resolve_estimator(path, combo)
     return task
 
 
@@ -102,15 +101,6 @@ def predict_outputs(model: Any, X: pd.DataFrame, task: str, n_classes: int = 0
     return out
 
 
-def output_frame(outputs: Mapping[str, np.ndarray | None]) -> pd.DataFrame:
-    """`predict_outputs` as a frame: one row per input row, 2-D arrays as per-row arrays."""
-    frame = pd.DataFrame({"prediction": outputs["prediction"]})
-    for name in ("probability", "features"):
-        values = outputs.get(name)
-        frame[name] = None if values is None else list(values)
-    return frame
-
-
 def estimator_weights(model: Any, feature_cols: Sequence[str]
                       ) -> tuple[str, list[float]] | None:
     """("importance" | "coefficient", one value per feature) of the final estimator: its
@@ -124,3 +114,34 @@ def estimator_weights(model: Any, feature_cols: Sequence[str]
         if values.size == len(feature_cols):
             return kind, values.ravel().tolist()
     return None
+
+
+# ---------------------------------------------------------------------------- fitting
+def estimator_for(algorithm: str, params: Mapping[str, Any], n_rows: int
+                  ) -> tuple[str, dict[str, Any]]:
+    """(import path, parameters) to fit: the candidate itself, or for an MLlib name its
+    scikit-learn counterpart translated for a fit on `n_rows` rows (`engine: auto`)."""
+    if is_estimator_path(algorithm):
+        return algorithm, dict(params)
+    from medspark.models.counterparts import sklearn_params
+
+    return sklearn_params(algorithm, dict(params), n_rows)
+
+
+def fit_pipeline(algorithm: str, params: Mapping[str, Any], X: pd.DataFrame,
+                 y: np.ndarray | None, *, standardize: bool, seed: int,
+                 n_jobs: int | None = None) -> Any:
+    """[StandardScaler if standardize] + the estimator, fitted on (X, y). `n_jobs` is set on
+    estimators that take it when the candidate leaves it unset (the winner's refit)."""
+    import warnings
+
+    from medspark.models.sklearn_estimators import make_pipeline
+
+    path, fit_params = estimator_for(algorithm, params, len(X))
+    model = make_pipeline(path, fit_params, scale=standardize, seed=seed)
+    est = model[-1]
+    if n_jobs and "n_jobs" in est.get_params(deep=False) and "n_jobs" not in fit_params:
+        est.set_params(n_jobs=n_jobs)
+    with warnings.catch_warnings():  # estimators where n_jobs no longer does anything say so
+        warnings.filterwarnings("ignore", message=".*'n_jobs' has no effect.*")
+        return model.fit(X, y)

@@ -16,6 +16,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from medspark.jsonable import py
+
 Task = Literal["auto", "classification", "regression"]
 Kind = Literal["classification", "regression"]
 
@@ -34,13 +36,9 @@ class Split:
         return {
             "train": self.train.tolist(),
             "test": self.test.tolist(),
-            "train_groups": [_py(g) for g in self.train_groups],
-            "test_groups": [_py(g) for g in self.test_groups],
+            "train_groups": [py(g) for g in self.train_groups],
+            "test_groups": [py(g) for g in self.test_groups],
         }
-
-
-def _py(v: Any) -> Any:
-    return v.item() if isinstance(v, np.generic) else v
 
 
 def infer_task(y: Sequence[Any] | np.ndarray | pd.Series) -> Kind:
@@ -84,14 +82,8 @@ def group_labels(groups: np.ndarray, y: np.ndarray) -> pd.Series:
     return counts.drop_duplicates("g").set_index("g")["y"]
 
 
-def train_test_split_grouped(
-    df: pd.DataFrame,
-    group_col: str,
-    label_col: str | None = None,
-    test_size: float = 0.2,
-    seed: int = 0,
-    task: Task = "auto",
-) -> Split:
+def train_test_split_grouped(df: pd.DataFrame, group_col: str, label_col: str | None = None,
+                             test_size: float = 0.2, seed: int = 0, task: Task = "auto") -> Split:
     """Hold out `test_size` of the GROUPS; stratified by each group's label for classification.
 
     Groups with mixed labels count with their majority label. Each class needs at least two
@@ -127,14 +119,8 @@ def _sort_key(v: Any) -> tuple[str, Any]:
     return (type(v).__name__, v)
 
 
-def grouped_stratified_kfold(
-    df: pd.DataFrame,
-    group_col: str,
-    label_col: str | None = None,
-    k: int = 5,
-    seed: int = 0,
-    task: Task = "auto",
-) -> list[Split]:
+def grouped_stratified_kfold(df: pd.DataFrame, group_col: str, label_col: str | None = None,
+                             k: int = 5, seed: int = 0, task: Task = "auto") -> list[Split]:
     """`k` folds with disjoint groups: StratifiedGroupKFold for classification, else GroupKFold.
 
     Both shuffle with `seed`, so the folds are deterministic and independent of the row order
@@ -183,7 +169,7 @@ class LeakageReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
-            "shared_groups": {k: [_py(g) for g in v] for k, v in self.shared_groups.items()},
+            "shared_groups": {k: [py(g) for g in v] for k, v in self.shared_groups.items()},
             "duplicate_rows": dict(self.duplicate_rows),
         }
 

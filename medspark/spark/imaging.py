@@ -17,8 +17,6 @@ nothing new and a nightly run processes that night's new images only (`--date` n
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import logging
 
 from pyspark import StorageLevel
@@ -27,6 +25,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import MapType
 
 from medspark.config import Settings
+from medspark.jsonable import short_hash
 from medspark.lake import Lake, table_of
 from medspark.ml.stages import FeatureExtractor, ImagePreprocessor, Segmenter
 from medspark.spark.runs import count_by, job_run, reason_of
@@ -35,10 +34,6 @@ log = logging.getLogger(__name__)
 PIXEL_COLUMNS = ("height", "width", "channels", "dtype", "data")
 HASH_CHARS = 16
 
-
-def _short_hash(doc: object) -> str:
-    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:HASH_CHARS]
 
 
 def _dates(df: DataFrame, dates: list[dt.date] | None) -> DataFrame:
@@ -84,7 +79,7 @@ def preprocessor(settings: Settings) -> ImagePreprocessor:
 def pipeline_hash(settings: Settings) -> str:
     """Names the preprocessed/ partition: the steps and the images they apply to."""
     img = settings.imaging
-    return _short_hash({"processing": img.processing().hash(),
+    return short_hash({"processing": img.processing().hash(),
                         "modalities": sorted(img.modalities)})
 
 
@@ -139,7 +134,7 @@ def feature_set_hash(settings: Settings) -> str:
         {"max_matrix_bytes"} if f.max_matrix_bytes == type(f)().max_matrix_bytes else set()))}
     if f.source == "preprocessed" or f.mask == "segment":
         doc["imaging"] = pipeline_hash(settings)
-    return _short_hash(doc)
+    return short_hash(doc)
 
 
 def _feature_input(spark: SparkSession, settings: Settings, lake: Lake,

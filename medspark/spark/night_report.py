@@ -240,7 +240,8 @@ def _drift(spark: SparkSession, lake: Lake, table: str, date: dt.date, cfg
         out = {name: [0.0] * (len(edges) - 1) for name, edges in drifts}
         for r in got:
             name, edges = drifts[r["f"]]
-            if r["b"] < len(edges) - 1:  # the last bucket of "keep" holds nulls/NaN
+            # a null value bins to null, a NaN to the extra last bucket of "keep": neither counts
+            if r["b"] is not None and r["b"] < len(edges) - 1:
                 out[name][int(r["b"])] += float(r["count"])
         return out
 

@@ -73,6 +73,11 @@ class StageResult:
         return {k: v for k, v in self.__dict__.items()}
 
 
+def _committed(outputs: dict[str, Any]) -> bool:
+    """Whether a stage's outputs include a table commit (a version) made by this run."""
+    return any(isinstance(v, dict) and v.get("version") is not None for v in outputs.values())
+
+
 def night_settings(settings: Settings, date: dt.date) -> Settings:
     """The settings of one night: ingest partitions by the night's date."""
     ingest = settings.ingest.model_copy(update={"ingest_date": date})
@@ -153,19 +158,43 @@ class Night:
                         skip=None if model_dir else (
                             "--model none" if self.request.model == "none"
                             else "no model trained yet (medspark train)"))
-            self._stage("discover", self._discover, skip=self._discover_skip())
+            self._stage("discover", self._discover, skip=self._discover_skip(),
+                        reuse=self._reusable("discover"))
             self._stage("report", self._report)
             state = self._write_state(final=True)
         finally:
             lock.release()
         return state, state["exit_code"]
 
+    def _reusable(self, name: str) -> dict[str, Any] | None:
+        """The previous run's result of stage `name` for this night, when it finished ok with
+        the same settings and no stage of this run has committed anything since: its output
+        would be the same, so it is not recomputed (a re-run after a crash or of a finished
+        night). Only for stages over the whole night whose re-run is not already a no-op."""
+        prev = self.previous or {}
+        if prev.get("config_hash") != config_hash(self.settings):
+            return None
+        old = next((s for s in prev.get("stages", []) if s.get("name") == name), None)
+        if not old or old.get("status") != "ok":
+            return None
+        if any(_committed(r.outputs) for r in self.results.values() if r.name != name):
+            return None
+        return old
+
     def _stage(self, name: str, fn: Callable[[], dict[str, Any]],
-               skip: str | None = None) -> None:
+               skip: str | None = None, reuse: dict[str, Any] | None = None) -> None:
         result = self.results[name]
         failed = [d for d in NEEDS.get(name, ()) if self.results[d].status == "failed"]
         if failed:
             skip = f"{', '.join(failed)} failed"
+        if reuse and not skip:
+            result.status, result.run_id = "ok", reuse.get("run_id")
+            result.counts, result.outputs = reuse.get("counts") or {}, reuse.get("outputs") or {}
+            result.reason = f"done by run {reuse.get('run_id')}; nothing new since"
+            result.duration_s = 0.0
+            self.progress.event(name, "reused", reason=result.reason)
+            self._write_state()
+            return
         if skip:
             result.status, result.reason = "skipped", skip
             self.progress.event(name, "skipped", reason=skip)

@@ -1,5 +1,4 @@
-"""The predict job: score a feature table with a saved model (imputer + MLlib PipelineModel or
-scikit-learn Pipeline).
+"""The predict job: score a feature table with a saved model, whatever its engine.
 
     predictions/model=<model_id>            key, group, model_id, source, score, probability,
                                             prediction, predicted_label; partitioned by run_date
@@ -10,60 +9,43 @@ Each is one Delta commit per run. A row already predicted by the model from the 
 same day keeps the first table's predictions, and a nightly run scores only the new rows.
 
 Rows go through exactly what training applied: the same aggregation, the saved `FittedImputer`
-(nothing refitted) and the saved pipeline (a scikit-learn one is broadcast to the executors and
-applied in a pandas UDF, giving the same output columns). A row the imputer rejects (or whose
-features errored) is written to the rejected table and counted in the manifest, never dropped
-silently.
+(nothing refitted) and the saved model, loaded by its engine (`kind` in metadata.json:
+`mllib`, `sklearn`; `sklearn_per_group`: each row by its group's imputer and model; `torch`:
+`medspark.spark.deep_predict`, when medspark deep is installed). A row the imputer rejects (or
+whose features errored) is written to the rejected table and counted in the manifest, never
+dropped silently. Model folders are read through pyarrow filesystems (any lake URI).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
+import importlib.util
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from medspark.config import ConfigError, Settings
-from medspark.lake import Lake, local_path, table_of
-from medspark.models.missing import FittedImputer
+from medspark.lake import Lake, table_of
+from medspark.models.folder import Folder
+from medspark.spark.models.artifacts import Bundle, find_folder, load_bundle
+from medspark.spark.models.base import REJECT_REASON, REJECT_STEP
+from medspark.spark.models.impute import accepted, impute
+from medspark.spark.models.scoring import add_scores
 from medspark.spark.runs import job_run
-from medspark.spark.train import (
-    REJECT_REASON,
-    REJECT_STEP,
-    accepted,
-    add_scores,
-    aggregate_series,
-    apply_model,
-    impute,
-    read_features,
-)
+from medspark.spark.train import aggregate_series, read_features
+
+DEEP_PREDICT = "medspark.spark.deep_predict"
 
 
 def resolve_model(lake: Lake, model: str) -> str:
-    """The model folder: a path holding metadata.json, or `models/<id>` of the lake."""
-    for candidate in (model, f"{lake.path('models')}/{model}"):
-        if os.path.isfile(os.path.join(local_path(candidate), "metadata.json")):
-            return os.path.abspath(local_path(candidate))
-    raise ConfigError(f"model {model!r}: neither a model folder nor {lake.path('models')}/"
-                      f"{model} (no metadata.json)")
+    """The model folder (path or URI): a folder holding metadata.json, or `models/<id>`."""
+    return str(find_folder(Folder.at(lake.path("models")), model))
 
 
-def load_model(path: str) -> tuple[dict[str, Any], FittedImputer, Any]:
-    """(metadata, fitted imputer, model) of a saved model folder: the model is a PipelineModel
-    (`kind: mllib`, also models saved before `kind` existed) or a scikit-learn Pipeline."""
-    from pyspark.ml import PipelineModel
-
-    from medspark.spark import sklearn_train
-
-    with open(os.path.join(path, "metadata.json")) as fh:
-        meta = json.load(fh)
-    imputer = FittedImputer.load(os.path.join(path, "imputer"))
-    if meta.get("kind", "mllib") == "sklearn":
-        return meta, imputer, sklearn_train.load(path, meta)
-    return meta, imputer, PipelineModel.load(os.path.join(path, "pipeline"))
+def load_model(path: str) -> Bundle:
+    """metadata, imputer and model of a saved model folder (see `artifacts.load_bundle`)."""
+    return load_bundle(Folder.at(path))
 
 
 def input_frame(spark: SparkSession, lake: Lake, meta: dict[str, Any],
@@ -84,11 +66,11 @@ def input_frame(spark: SparkSession, lake: Lake, meta: dict[str, Any],
     return frame, f"features-{feature_set}"
 
 
-def check_columns(df: DataFrame, meta: dict[str, Any], fitted: FittedImputer) -> None:
+def check_columns(df: DataFrame, meta: dict[str, Any], required: list[str]) -> None:
     """ConfigError naming every column the model needs that the table lacks."""
     needed = [meta["key_col"], *meta["input_features"], *meta.get("extra_columns", [])]
     if meta["aggregate"] == "none":
-        needed += [c for c in fitted.required_columns() if c != meta["group_col"]]
+        needed += [c for c in required if c != meta["group_col"]]
     absent = [c for c in dict.fromkeys(needed) if c not in df.columns]
     if absent:
         raise ConfigError(f"the table lacks column(s) the model {meta['model_id']} needs: "
@@ -102,13 +84,14 @@ def model_rows(df: DataFrame, meta: dict[str, Any]) -> tuple[DataFrame, DataFram
     if "feature_error" in df.columns:
         errors = df.where(F.col("feature_error").isNotNull()).select(
             key, F.lit("feature_error").alias(REJECT_STEP),
-            F.col("feature_error").alias(REJECT_REASON))
+            F.col("feature_error").cast("string").alias(REJECT_REASON))  # all-null: not int
         df = df.where(F.col("feature_error").isNull())
     if group not in df.columns:
         df = df.withColumn(group, F.lit(None).cast("string"))
+    extra = list(meta.get("extra_columns", []))
     if meta["aggregate"] != "none":
-        return aggregate_series(df, meta["aggregate"], key, group, None, feats), errors
-    ids = dict.fromkeys([key, group, *meta.get("extra_columns", [])])
+        return aggregate_series(df, meta["aggregate"], key, group, None, feats, extra), errors
+    ids = dict.fromkeys([key, group, *extra])
     return df.select(*ids, *[F.col(c).cast("double").alias(c) for c in feats]), errors
 
 
@@ -116,44 +99,34 @@ def run_predict(spark: SparkSession, settings: Settings, lake_root: str, model: 
                 table: str | None = None, run_date: dt.date | None = None,
                 dates: list[dt.date] | None = None, run_id: str | None = None,
                 lake: Lake | None = None, feature_set: str | None = None) -> dict:
-    """Score the lake's features (or `table`) with `model` (id or folder): the rows this model
-    has not yet predicted from that source (`dates`: only features of those ingest dates);
-    commit predictions and the rejected rows; write a run manifest."""
+    """Score the lake's features (or `table`, or the feature set `feature_set`) with `model`
+    (id or folder): the rows this model has not yet predicted from that source (`dates`: only
+    features of those ingest dates); commit predictions and the rejected rows; write a run
+    manifest."""
     lake = lake or Lake(lake_root)
-    meta, fitted, fitted_model = load_model(resolve_model(lake, model))
-    model_id, key = meta["model_id"], meta["key_col"]
+    bundle = load_bundle(find_folder(Folder.at(lake.path("models")), model))
+    meta = bundle.meta
+    model_id = meta["model_id"]
+    day = dt.date.fromisoformat((run_date or dt.datetime.now(dt.UTC).date()).isoformat())
     with job_run(lake, "predict", run_id) as run:
-        raw, source = input_frame(spark, lake, meta, table, feature_set)
-        if dates and "ingest_date" in raw.columns:
-            raw = raw.where(F.col("ingest_date").isin(list(dates)))
-        check_columns(raw, meta, fitted)
-        rows, errors = model_rows(raw, meta)
-        rows = _not_yet_predicted(spark, lake, rows, model_id, key, source)
-        day = (run_date or dt.datetime.now(dt.UTC).date()).isoformat()
-        imputed = impute(rows, fitted, meta["input_features"]).cache()
+        if bundle.kind == "torch":
+            scored, rejected, source, key, cached = _torch(spark, lake, bundle, table)
+        else:
+            scored, rejected, source, key, cached = _features(
+                spark, lake, bundle, table, dates, feature_set)
         try:
-            n_classes = len(meta.get("labels") or []) if meta["task"] == "classification" else 0
-            pred, _ = apply_model(meta.get("kind", "mllib"), fitted_model, accepted(imputed),
-                                  meta["features"], meta["task"], n_classes)
-            scored = add_scores(pred, meta["algorithm"], meta["task"], meta.get("labels"))
-            cols = [key, meta["group_col"], F.lit(model_id).alias("model_id"),
-                    F.lit(source).alias("source"), "score",
-                    *(["probability"] if "probability" in scored.columns
-                      and meta["task"] == "classification" else []),
-                    "prediction", *(["predicted_label"] if "predicted_label" in scored.columns
-                                    else []),
-                    F.lit(dt.date.fromisoformat(day)).alias("run_date")]
-            out = scored.select(*cols)
-            rejected = imputed.where(F.col(REJECT_STEP).isNotNull()).select(
-                key, REJECT_STEP, REJECT_REASON)
-            if errors is not None:
-                errors = _not_yet_predicted(spark, lake, errors, model_id, key, source)
-                rejected = rejected.unionByName(errors)
+            out = scored.select(key, meta["group_col"], F.lit(model_id).alias("model_id"),
+                                F.lit(source).alias("source"), "score",
+                                *(["probability"] if meta["task"] == "classification"
+                                  and "probability" in scored.columns else []),
+                                "prediction", *(["predicted_label"] if "predicted_label"
+                                                in scored.columns else []),
+                                F.lit(day).alias("run_date"))
             rejected = rejected.select(
                 F.col(key).cast("string").alias("key"), F.lit(source).alias("source"),
                 F.col(REJECT_STEP).cast("string").alias("step"),
                 F.col(REJECT_REASON).cast("string").alias("reason"),
-                F.lit(dt.date.fromisoformat(day)).alias("run_date"))
+                F.lit(day).alias("run_date"))
             tables = {"predictions": table_of("predictions", model_id),
                       "rejected": table_of("predictions_rejected", model_id)}
             lake.write_table(spark, out, tables["predictions"], run.run_id, "predict",
@@ -161,15 +134,71 @@ def run_predict(spark: SparkSession, settings: Settings, lake_root: str, model: 
             lake.write_table(spark, rejected, tables["rejected"], run.run_id, "predict",
                              keys=["source", "key"])
             by_step = {r["step"]: r["count"] for r in rejected.groupBy("step").count().collect()}
-            counts = {"rows": rows.count(),
-                      "predicted": lake.commits[tables["predictions"]]["rows"],
-                      "rejected": int(sum(by_step.values())), "rejected_by_step": by_step}
+            predicted = lake.commits[tables["predictions"]]["rows"]
+            counts = {"rows": int(predicted or 0) + int(sum(by_step.values())),
+                      "predicted": predicted, "rejected": int(sum(by_step.values())),
+                      "rejected_by_step": by_step}
         finally:
-            imputed.unpersist()
+            if cached is not None:
+                cached.unpersist()
         return run.manifest(spark, settings, counts, {
-            name: {"table": lake.path(t), "partition": {"run_date": day},
+            name: {"table": lake.path(t), "partition": {"run_date": day.isoformat()},
                    **lake.commits.get(t, {})} for name, t in tables.items()},
-            model_id=model_id, run_date=day, source=source)
+            model_id=model_id, kind=bundle.kind, run_date=day.isoformat(), source=source)
+
+
+def _features(spark: SparkSession, lake: Lake, bundle: Bundle, table: str | None,
+              dates: list[dt.date] | None, feature_set: str | None
+              ) -> tuple[DataFrame, DataFrame, str, str, DataFrame | None]:
+    """(scored rows, rejected rows, source, key, cached frame) of a feature model."""
+    meta = bundle.meta
+    raw, source = input_frame(spark, lake, meta, table, feature_set)
+    if dates and "ingest_date" in raw.columns:
+        raw = raw.where(F.col("ingest_date").isin(list(dates)))
+    key = meta["key_col"]
+    required = [meta["per_group"]] if bundle.kind == "sklearn_per_group" else \
+        bundle.imputer.required_columns()
+    check_columns(raw, meta, required)
+    rows, errors = model_rows(raw, meta)
+    rows = _not_yet_predicted(spark, lake, rows, meta["model_id"], key, source)
+    if errors is not None:
+        errors = _not_yet_predicted(spark, lake, errors, meta["model_id"], key, source)
+    if bundle.kind == "sklearn_per_group":
+        from medspark.spark.models.per_group import predict_rows
+
+        scored, rejected = predict_rows(bundle, rows)
+        return scored, _with_errors(rejected, errors), source, key, None
+    imputed = impute(rows, bundle.imputer, meta["input_features"]).cache()
+    scored = add_scores(bundle.model.transform(accepted(imputed)), meta["task"],
+                        meta.get("labels"))
+    rejected = imputed.where(F.col(REJECT_STEP).isNotNull()).select(
+        meta["key_col"], REJECT_STEP, REJECT_REASON)
+    return scored, _with_errors(rejected, errors), source, meta["key_col"], imputed
+
+
+def _with_errors(rejected: DataFrame, errors: DataFrame | None) -> DataFrame:
+    return rejected if errors is None else rejected.unionByName(errors)
+
+
+def _torch(spark: SparkSession, lake: Lake, bundle: Bundle, table: str | None
+           ) -> tuple[DataFrame, DataFrame, str, str, DataFrame | None]:
+    """A `kind: torch` model (medspark deep) scored by `deep_predict.predict_frame`."""
+    if importlib.util.find_spec(DEEP_PREDICT) is None:
+        raise ConfigError(f"model {bundle.meta['model_id']} is a torch model: install "
+                          "medspark[deep] to score it")
+    deep = importlib.import_module(DEEP_PREDICT)
+    model_dir = bundle.folder.local() or str(bundle.folder)
+    frame = spark.read.parquet(table) if table else deep.input_frame(spark, lake, model_dir)
+    source = table or f"{bundle.meta.get('source', {}).get('table', 'planes')}"
+    key, model_id = bundle.meta["key_col"], bundle.meta["model_id"]
+    if key in frame.columns:
+        frame = _not_yet_predicted(spark, lake, frame, model_id, key, source)
+    scored = _not_yet_predicted(spark, lake, deep.predict_frame(spark, model_dir, frame),
+                                model_id, key, source)
+    bad = deep.unscorable(frame, model_dir)
+    rejected = bad.select(F.col(bad.columns[0]).alias(key), F.col("step").alias(REJECT_STEP),
+                          F.col("reason").alias(REJECT_REASON))
+    return scored, rejected, source, key, None
 
 
 def _not_yet_predicted(spark: SparkSession, lake: Lake, rows: DataFrame, model_id: str,

@@ -1,64 +1,61 @@
-"""The train job: grouped CV model selection over MLlib and scikit-learn candidates, refit,
-held-out evaluation.
+"""The train job: patient-grouped selection over the candidates, refit, held-out evaluation.
 
-Data: `features/feature_set=<hash>/` of a lake (label and patient already in the rows) or any
-Parquet table of numeric features. Rows are split by patient (`train_test_split_grouped`), the
-training split into grouped stratified folds (`grouped_stratified_kfold`); a fold id per group is
-broadcast-joined to the rows and each fold is a DataFrame filter. The missing-value plan is
-fitted on the training rows of each fold (and finally of the whole training split) on the driver
-and applied by Spark (`mapInPandas`; `applyInPandas` per group for interpolation). scikit-learn
-candidates (dotted import paths) get the same imputed fold rows, collected, and are fitted as
-Spark tasks (`medspark.spark.sklearn_train`); both kinds are scored by the same MLlib evaluator.
-Output:
+    read the rows (lake features at a version, or any Parquet table) -> split and folds by
+    group in Spark -> fold imputers -> CV through the model interface -> refit the winner ->
+    evaluate on the held-out groups -> models/<model_id>/ -> run manifest
 
-    models/<model_id>/ pipeline/ | sklearn_pipeline.joblib, imputer/ metrics.json
-                       leaderboard.parquet metadata.json *.png
+The pieces live in `medspark.spark.models` (see its modules); this job wires them. Nothing that
+grows with the rows is collected to the driver: labels and counts are aggregates, folds are
+assigned by a hash of the group id, the training split reaches scikit-learn tasks as staged
+Parquet files, fold scores are small statistics, and the held-out metrics rest on at most
+`train.eval_max_rows` rows. Configuration errors (a missing column, an unknown setting) are
+raised by `preflight`, from the table's schema, before Spark does any work.
 
-`model_id` = `<algorithm>-<sha256 of config + data fingerprint + seed>[:16]` (scikit-learn:
-`sklearn-<class name>-...`): deterministic, so the same config, data and seed give the same id
-(the folder is replaced) and the same metrics.
+`model_id` = `<algorithm>-<sha256 of the settings + data fingerprint + seed>[:16]`
+(`sklearn-<estimator class>-...` for a scikit-learn fit): deterministic, so the same config,
+data and seed give the same id (the folder is replaced) and the same metrics.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import fnmatch
-import hashlib
-import json
 import logging
-import os
-import shutil
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import pandas as pd
 from pydantic import ValidationError
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from medspark.config import ConfigError, Settings
-from medspark.lake import Lake, is_local, local_path, new_run_id, table_of
+from medspark.jsonable import num, py
+from medspark.jsonable import short_hash as sha
+from medspark.lake import Lake, table_of
+from medspark.models.algorithms import get_algorithm, is_estimator_path
 from medspark.models.config import TrainSettings
-from medspark.models.missing import FittedImputer, Interpolate, MissingValuePlan
-from medspark.models.mllib import (
-    FEATURES,
+from medspark.models.folder import Folder
+from medspark.spark.models.base import (
+    FOLD,
+    GROUP,
     LABEL,
-    build_pipeline,
-    evaluate,
-    final_features_col,
-    get_algorithm,
+    ModelContext,
+    ModelSpec,
+    engine_class,
 )
-from medspark.models.sklearn_candidates import estimator_weights, is_estimator_path
-from medspark.spark import sklearn_train
-from medspark.spark.sklearn_jobs import predict_with_broadcast
+from medspark.spark.models.evaluation import test_metrics, write_plots
+from medspark.spark.models.impute import plan_columns
 from medspark.versions import library_versions
 
+__all__ = ["aggregate_series", "data_fingerprint", "encode_label", "preflight",
+           "read_features", "run_train", "sha", "test_metrics", "versions", "write_plots"]
+
 log = logging.getLogger(__name__)
-FOLD, REJECT_STEP, REJECT_REASON = "_ms_fold", "_ms_reject_step", "_ms_reject_reason"
 NUMERIC = (T.DoubleType, T.FloatType, T.IntegerType, T.LongType, T.ShortType, T.DecimalType)
+MAX_CLASSES = 1000
+ERROR_COL = "feature_error"
+LAKE_RESERVED = ("slice_position", "plane_index")
 
 
 # ------------------------------------------------------------------------------------- data
@@ -72,20 +69,46 @@ class TrainData:
     label: str | None
     features: list[str]
     extra: list[str]
+    aggregate: str
     labels: list[Any] | None = None
     source: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def train_settings(settings: Settings, train: TrainSettings | None) -> TrainSettings:
-    """`train` if given, else `settings.train` (once wired), else the defaults."""
-    return train or getattr(settings, "train", None) or TrainSettings()
+@dataclass(frozen=True)
+class Preflight:
+    """What the checks before Spark found: the resolved settings and the source's columns."""
+
+    cfg: TrainSettings
+    aggregate: str
+    key: str
+    columns: dict[str, str]  # name -> Arrow type
+
+
+def train_settings(settings: Settings, train: TrainSettings | None,
+                   overrides: dict[str, Any] | None = None) -> TrainSettings:
+    """`train` if given, else `settings.train`, with the non-None `overrides` validated."""
+    cfg = train or getattr(settings, "train", None) or TrainSettings()
+    upd = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if not upd:
+        return cfg
+    try:
+        return TrainSettings.model_validate({**cfg.model_dump(), **upd})
+    except ValidationError as e:
+        raise ConfigError(f"train settings with {upd}: {e}") from None
 
 
 def read_features(spark: SparkSession, lake: Lake, feature_set: str | None,
                   version: int | str | None = None) -> tuple[DataFrame, dict[str, Any]]:
     """One feature set of the lake (the configured one or the only one) at its table's
     current version (or `version`: a number or a timestamp), and where it came from."""
+    table, snap = _features_snapshot(lake, feature_set, version)
+    frame = lake.read(spark, table, snap=snap)
+    return frame, {"lake": lake.root, "features": lake.path(table),
+                   "feature_set": table.split("=", 1)[1], "features_version": snap.version}
+
+
+def _features_snapshot(lake: Lake, feature_set: str | None, version: int | str | None):
     sets = lake.configurations("features")
     if feature_set is None:
         if len(sets) != 1:
@@ -102,16 +125,13 @@ def read_features(spark: SparkSession, lake: Lake, feature_set: str | None,
     except Exception as e:  # noqa: BLE001 - no such version / timestamp before the table
         raise ConfigError(f"--as-of {version}: {lake.path(table)} has no such version "
                           f"({str(e).splitlines()[0]})") from None
-    frame = lake.read(spark, table, snap=snap)
-    return frame, {"lake": lake.root, "features": lake.path(table),
-                   "feature_set": feature_set, "features_version": snap.version}
+    return table, snap
 
 
 def read_source(spark: SparkSession, lake: Lake | None, table: str | None,
                 train: TrainSettings, as_of: int | str | None = None
                 ) -> tuple[DataFrame, dict[str, Any]]:
-    """The raw table and a description of where it came from (for the lake's features: the
-    feature set and the exact table version read)."""
+    """The raw table and where it came from (the lake's features: the exact version read)."""
     if table:
         try:
             return spark.read.parquet(table), {"table": table}
@@ -121,17 +141,85 @@ def read_source(spark: SparkSession, lake: Lake | None, table: str | None,
     return read_features(spark, lake, train.feature_set, as_of)
 
 
-def choose_features(df: DataFrame, train: TrainSettings, reserved: list[str],
-                    lake_mode: bool) -> list[str]:
-    """Feature columns: `train.features` names/globs, else every feature (lake: the radiomics
-    columns; table: every numeric column but the key, group and label)."""
+# -------------------------------------------------------------------------------- preflight
+def table_columns(table: str) -> dict[str, str]:
+    """Column name -> Arrow type of a Parquet table (a file or a folder), read with pyarrow."""
+    import pyarrow.dataset as ds
+
+    folder = Folder.at(table)
+    try:
+        schema = ds.dataset(folder.path, filesystem=folder.fs, format="parquet",
+                            partitioning="hive").schema
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"table {table} cannot be read: {e}") from None
+    return {f.name: str(f.type) for f in schema}
+
+
+def preflight(settings: Settings, lake_root: str | None, table: str | None = None, *,
+              train: TrainSettings | None = None, as_of: int | str | None = None,
+              **overrides: Any) -> Preflight:
+    """Every check that needs only settings and the source's schema, before Spark starts:
+    the columns the settings name exist, features match, `aggregate: auto` resolved. The
+    messages name the setting to change."""
+    cfg = train_settings(settings, train, overrides)
+    if not lake_root:
+        raise ConfigError("train needs --lake (models/ are written there)")
+    if table:
+        columns, where = table_columns(table), f"table {table}"
+    else:
+        lake = Lake(lake_root)
+        name, snap = _features_snapshot(lake, cfg.feature_set, as_of)
+        columns = {f.name: str(f.type) for f in snap.arrow_schema} if snap.arrow_schema else {}
+        where = lake.path(name)
+    aggregate = cfg.aggregate
+    if aggregate == "auto":
+        aggregate = "series_max" if not table and cfg.series_col in columns else "none"
+    key = cfg.series_col if aggregate != "none" else cfg.id_col
+    extra = plan_columns(cfg.missing_plan([], []))
+    needed = {key: "train.series_col (train.aggregate=" + aggregate + ")"
+              if aggregate != "none" else "train.id_col (--id-col)",
+              cfg.group_col: "train.group_col (--group-col)"}
+    if cfg.task != "clustering":
+        needed[cfg.label] = "train.label (--label)"
+    if cfg.per_group:
+        needed[cfg.per_group] = "train.per_group"
+    for col in extra:
+        needed.setdefault(col, "an interpolate rule of train.missing")
+    absent = {c: why for c, why in needed.items() if c not in columns}
+    if absent:
+        hint = "; set train.aggregate=none" if aggregate != "none" and key in absent else ""
+        raise ConfigError(f"{where} has no column(s) " + ", ".join(
+            f"{c!r} (from {why})" for c, why in absent.items())
+            + f"{hint}; its columns: {sorted(columns)[:40]}")
+    if extra and aggregate != "none":
+        raise ConfigError("interpolation rules need plane rows: set train.aggregate=none")
+    if cfg.features:
+        numeric = [c for c, t in columns.items() if _numeric(t)]
+        unmatched = [p for p in cfg.features
+                     if not any(fnmatch.fnmatchcase(c, p) for c in numeric)]
+        if unmatched:
+            raise ConfigError(f"train.features: no numeric column of {where} matches "
+                              f"{unmatched}")
+    return Preflight(cfg, aggregate, key, columns)
+
+
+def _numeric(arrow_type: str) -> bool:
+    return arrow_type.startswith(("int", "uint", "float", "double", "decimal", "halffloat"))
+
+
+# ---------------------------------------------------------------------------------- prepare
+def choose_features(df: DataFrame, patterns: list[str], reserved: list[str], lake_mode: bool,
+                    setting: str = "train.features") -> list[str]:
+    """Feature columns: the numeric columns `patterns` (names/globs) match, else every feature
+    (lake: the radiomics columns; a table: every numeric column not `reserved`). Errors name
+    `setting`."""
     numeric = [f.name for f in df.schema.fields
                if isinstance(f.dataType, NUMERIC) and f.name not in reserved]
-    if train.features:
-        out = [c for c in numeric if any(fnmatch.fnmatchcase(c, p) for p in train.features)]
-        absent = [p for p in train.features if not any(fnmatch.fnmatchcase(c, p) for c in out)]
+    if patterns:
+        out = [c for c in numeric if any(fnmatch.fnmatchcase(c, p) for p in patterns)]
+        absent = [p for p in patterns if not any(fnmatch.fnmatchcase(c, p) for c in out)]
         if absent:
-            raise ConfigError(f"train.features: no numeric column matches {absent}")
+            raise ConfigError(f"{setting}: no numeric column matches {absent}")
         return out
     if lake_mode:
         from medspark.features import feature_names
@@ -139,339 +227,110 @@ def choose_features(df: DataFrame, train: TrainSettings, reserved: list[str],
         known = set(feature_names(None))
         numeric = [c for c in numeric if c in known]
     if not numeric:
-        raise ConfigError("no numeric feature column in the table")
+        raise ConfigError(f"no numeric feature column in the table: set {setting}")
     return numeric
 
 
-def plan_columns(plan: MissingValuePlan) -> list[str]:
-    """Columns interpolation rules need besides the features (order and group keys)."""
-    cols: list[str] = []
-    for rule in plan.rules:
-        if isinstance(rule, Interpolate):
-            cols += [rule.order_by, *rule.group_by]
-    return list(dict.fromkeys(cols))
-
-
 def aggregate_series(df: DataFrame, how: str, series: str, group: str, label: str | None,
-                     features: list[str]) -> DataFrame:
+                     features: list[str], extra: list[str] | None = None) -> DataFrame:
     """One row per series: mean/max of each feature (NaN/null ignored), group and label."""
     fn = F.avg if how == "series_mean" else F.max
     aggs = [fn(F.nanvl(F.col(c).cast("double"), F.lit(None).cast("double"))).alias(c)
             for c in features]
-    keep = [F.max(group).alias(group)] + ([F.max(label).alias(label)] if label else [])
+    keep = [F.max(c).alias(c) for c in dict.fromkeys([group, *([label] if label else []),
+                                                      *(extra or [])]) if c != series]
     return df.groupBy(series).agg(*keep, *aggs).sortWithinPartitions(series)
 
 
-def missing_columns(df: DataFrame, needed: list[str]) -> list[str]:
-    return [c for c in needed if c not in df.columns]
-
-
-def prepare(spark: SparkSession, train: TrainSettings, lake: Lake | None, table: str | None,
-            label: str | None, id_col: str, group_col: str,
+def prepare(spark: SparkSession, pre: Preflight, lake: Lake | None, table: str | None,
             as_of: int | str | None = None) -> TrainData:
-    """Read, select and (optionally) aggregate the rows; encode the label as `_ms_label`."""
-    raw, source = read_source(spark, lake, table, train, as_of)
+    """Read and select (or aggregate) the rows, count them and encode the label as
+    `_ms_label`, in one pass for the counts and labels."""
+    cfg = pre.cfg
+    raw, source = read_source(spark, lake, table, cfg, as_of)
+    label = cfg.label if cfg.task != "clustering" else None
+    extra = [c for c in dict.fromkeys([*plan_columns(cfg.missing_plan([], [])),
+                                       *([cfg.per_group] if cfg.per_group else [])])
+             if c not in (pre.key, cfg.group_col, label)]
+    reserved = [cfg.id_col, cfg.group_col, pre.key, *([label] if label else []), *extra,
+                *(LAKE_RESERVED if lake else ())]
+    feats = choose_features(raw, cfg.features, reserved, lake_mode=table is None)
     counts: dict[str, int] = {}
-    if "feature_error" in raw.columns:
-        counts["feature_error_rows"] = raw.where(F.col("feature_error").isNotNull()).count()
-        raw = raw.where(F.col("feature_error").isNull())
-    label = label if train.task != "clustering" else None
-    plan = train.missing_plan([], [])
-    extra = [c for c in plan_columns(plan) if c != id_col]
-    key = train.series_col if train.aggregate != "none" else id_col
-    needed = [key, group_col, *([label] if label else []), *extra]
-    absent = missing_columns(raw, needed)
-    if absent:
-        raise ConfigError(f"column(s) {absent} not in the training table")
-    reserved = list({id_col, group_col, key, *([label] if label else []), *extra,
-                     "slice_position", "plane_index"} if lake else
-                    {id_col, group_col, key, *([label] if label else []), *extra})
-    feats = choose_features(raw, train, reserved, lake_mode=table is None)
-    if train.aggregate != "none":
-        if extra:
-            raise ConfigError("interpolation rules need plane rows: use aggregate: none")
-        df = aggregate_series(raw, train.aggregate, key, group_col, label, feats)
+    errors = F.col(ERROR_COL).isNotNull() if ERROR_COL in raw.columns else F.lit(False)
+    if pre.aggregate != "none":
+        counts["feature_error_rows"] = int(raw.where(errors).count()) \
+            if ERROR_COL in raw.columns else 0
+        df = aggregate_series(raw.where(~errors), pre.aggregate, pre.key, cfg.group_col, label,
+                              feats, extra).cache()
+        errors = F.lit(False)
     else:
-        ids = dict.fromkeys([key, group_col, *([label] if label else []), *extra])
-        df = raw.select(*ids, *[F.col(c).cast("double").alias(c) for c in feats])
-    counts["rows_read"] = df.count()
-    labels = None
+        ids = dict.fromkeys([pre.key, cfg.group_col, *([label] if label else []), *extra])
+        df = raw.select(*ids, *[F.col(c).cast("double").alias(c) for c in feats],
+                        errors.alias("_ms_error"))
+        errors = F.col("_ms_error")
+    df, labels = _count_and_encode(spark, df, label, errors, cfg, counts)
+    if "_ms_error" in df.columns:
+        df = df.drop("_ms_error")
+    return TrainData(df, pre.key, cfg.group_col, label, feats, extra, pre.aggregate, labels,
+                     source, counts)
+
+
+def _count_and_encode(spark: SparkSession, df: DataFrame, label: str | None, errors: Any,
+                      cfg: TrainSettings, counts: dict[str, int]
+                      ) -> tuple[DataFrame, list[Any] | None]:
+    """Counts (and the classes, for classification) in one aggregate; `_ms_label` added."""
+    if label and cfg.task == "classification":
+        rows = (df.groupBy(F.col(label).alias("_l"), errors.alias("_e")).count()
+                .limit(MAX_CLASSES + 2).collect())
+        if len(rows) > MAX_CLASSES:
+            raise ConfigError(f"label {label!r} has more than {MAX_CLASSES} values: set "
+                              "train.task=regression, or the right train.label")
+        counts.setdefault("feature_error_rows", sum(r["count"] for r in rows if r["_e"]))
+        ok = [r for r in rows if not r["_e"]]
+        counts["rows_read"] = sum(r["count"] for r in ok)
+        counts["rows_without_label"] = sum(r["count"] for r in ok if r["_l"] is None)
+        values = sorted(r["_l"] for r in ok if r["_l"] is not None)
+        return _encode(spark, df.where(~errors), label, values, cfg)
+    r = df.agg(F.count(F.when(~errors, 1)).alias("n"), F.count(F.when(errors, 1)).alias("e"),
+               F.count(F.when(~errors & F.col(label).isNull(), 1)).alias("u")
+               if label else F.lit(0).alias("u")).first()
+    counts.setdefault("feature_error_rows", int(r["e"]))
+    counts["rows_read"], counts["rows_without_label"] = int(r["n"]), int(r["u"])
+    df = df.where(~errors)
     if label:
-        counts["rows_without_label"] = df.where(F.col(label).isNull()).count()
-        df = df.where(F.col(label).isNotNull())
-        df, labels = encode_label(spark, df, label, train)
-    return TrainData(df, key, group_col, label, feats, extra, labels, source, counts)
+        return df.where(F.col(label).isNotNull()).withColumn(
+            LABEL, F.col(label).cast("double")), None
+    return df, None
 
 
-def encode_label(spark: SparkSession, df: DataFrame, label: str,
-                 train: TrainSettings) -> tuple[DataFrame, list[Any] | None]:
-    """`_ms_label` double: the value (regression) or the class index (sorted; positive last)."""
-    if train.task == "regression":
-        return df.withColumn(LABEL, F.col(label).cast("double")), None
-    values = sorted(r[0] for r in df.select(label).distinct().collect())
-    if train.positive_label is not None:
-        pos = [v for v in values if str(v) == str(train.positive_label)]
+def _encode(spark: SparkSession, df: DataFrame, label: str, values: list[Any],
+            cfg: TrainSettings) -> tuple[DataFrame, list[Any]]:
+    """`_ms_label` = the class index (classes sorted; `positive_label` last)."""
+    if cfg.positive_label is not None:
+        pos = [v for v in values if str(v) == str(cfg.positive_label)]
         if not pos:
-            raise ConfigError(f"positive_label {train.positive_label!r} not among {values}")
+            raise ConfigError(f"positive_label {cfg.positive_label!r} not among {values}")
         values = [v for v in values if v != pos[0]] + pos
-    if train.task == "classification" and len(values) < 2:
+    if len(values) < 2 and cfg.task == "classification":
         raise ConfigError(f"label {label!r} has {len(values)} class(es): {values}")
     index = spark.createDataFrame(
         [(v, float(i)) for i, v in enumerate(values)],
         T.StructType([T.StructField(label, df.schema[label].dataType),
                       T.StructField(LABEL, T.DoubleType())]))
-    return df.join(F.broadcast(index), label), [_py(v) for v in values]
+    return df.join(F.broadcast(index), label), [py(v) for v in values]
 
 
-def _py(v: Any) -> Any:
-    return v.item() if isinstance(v, np.generic) else v
-
-
-# ----------------------------------------------------------------------------------- impute
-def impute(df: DataFrame, fitted: FittedImputer, features: list[str]) -> DataFrame:
-    """Apply the fitted plan with Spark; rows it rejects (or leaves NaN in a model feature)
-    keep their values and get `_ms_reject_step` / `_ms_reject_reason` (null when accepted)."""
-    cols = df.columns
-    schema = T.StructType([*(T.StructField(f.name, T.DoubleType()) if f.name in features else f
-                             for f in df.schema.fields),
-                           T.StructField(REJECT_STEP, T.StringType()),
-                           T.StructField(REJECT_REASON, T.StringType())])
-    dropped = set(fitted.train_report.columns_dropped if fitted.train_report else [])
-    model_cols = [c for c in features if c not in dropped]
-
-    def one(pdf: pd.DataFrame) -> pd.DataFrame:
-        pdf = pdf.reset_index(drop=True)
-        res = fitted.transform(pdf)
-        out = pdf.copy()
-        filled = res.frame
-        for c in model_cols:
-            out.loc[filled.index, c] = filled[c].to_numpy(dtype=float)
-        out[REJECT_STEP], out[REJECT_REASON] = None, None
-        rej = res.rejected.groupby(level=0).first()  # the first step that rejected a row
-        out.loc[rej.index, REJECT_STEP] = rej["step"].astype(str)
-        out.loc[rej.index, REJECT_REASON] = rej["reason"].astype(str)
-        left = out.loc[out[REJECT_STEP].isna(), model_cols].isna()
-        bad = left.any(axis=1)
-        if bad.any():
-            out.loc[bad[bad].index, REJECT_STEP] = "nan_after_imputation"
-            out.loc[bad[bad].index, REJECT_REASON] = [
-                "NaN left in " + ", ".join(left.columns[row].tolist()[:5])
-                for row in left[bad].to_numpy()]
-        return out[[*cols, REJECT_STEP, REJECT_REASON]]
-
-    def batches(it):
-        for pdf in it:
-            yield one(pdf)
-
-    groups = [c for step in fitted.plan.rules if isinstance(step, Interpolate)
-              for c in step.group_by]
-    if groups:  # interpolation needs every row of a group in one pandas frame
-        return df.groupBy(*dict.fromkeys(groups)).applyInPandas(one, schema) \
-                 .sortWithinPartitions(cols[0])
-    return df.mapInPandas(batches, schema)
-
-
-def model_features(fitted: FittedImputer, features: list[str]) -> list[str]:
-    dropped = set(fitted.train_report.columns_dropped if fitted.train_report else [])
-    return [c for c in features if c not in dropped]
-
-
-def accepted(df: DataFrame) -> DataFrame:
-    return df.where(F.col(REJECT_STEP).isNull()).drop(REJECT_STEP, REJECT_REASON)
-
-
-# ------------------------------------------------------------------------------------ splits
-def assign_folds(spark: SparkSession, data: TrainData, train: TrainSettings,
-                 keys: pd.DataFrame) -> tuple[DataFrame, pd.DataFrame, dict[str, Any]]:
-    """Add `_ms_fold` (-1 = test, 0..k-1 = CV fold) by broadcast join on the group id."""
-    from medspark.models.splits import (
-        assert_no_leakage,
-        grouped_stratified_kfold,
-        train_test_split_grouped,
-    )
-
-    label = LABEL if data.label and train.task == "classification" else None
-    task = "classification" if label else "regression"
-    k = train.selection.folds
-    try:
-        split = train_test_split_grouped(keys, data.group, label, train.test_size, train.seed,
-                                         task)
-        rest = keys.iloc[split.train].reset_index(drop=True)
-        folds = grouped_stratified_kfold(rest, data.group, label, k, train.seed, task)
-    except ValueError as e:  # too few patients / a class with one patient
-        raise ConfigError(f"cannot split the {len(keys)} rows by {data.group!r}: {e}") from None
-    assert_no_leakage(keys, data.group, split)
-    assert_no_leakage(rest, data.group, folds)
-    fold_of = {g: -1 for g in split.test_groups}
-    for i, f in enumerate(folds):
-        fold_of.update({g: i for g in f.test_groups})
-    gtype = data.frame.schema[data.group].dataType
-    table = spark.createDataFrame(
-        [(_py(g), int(f)) for g, f in fold_of.items()],
-        T.StructType([T.StructField(data.group, gtype), T.StructField(FOLD, T.IntegerType())]))
-    keys = keys.assign(**{FOLD: keys[data.group].map(fold_of).astype(int)})
-    info = {"test_groups": len(split.test_groups), "train_groups": len(split.train_groups),
-            "folds": k, "rows_by_fold": {str(i): int((keys[FOLD] == i).sum())
-                                         for i in range(-1, k)}}
-    return data.frame.join(F.broadcast(table), data.group), keys, info
-
-
-# ------------------------------------------------------------------------------------ scores
-def add_scores(pred: DataFrame, algorithm: str, task: str, labels: list[Any] | None
-               ) -> DataFrame:
-    """`score` (positive-class probability / margin sigmoid / value / top probability),
-    `probability` array (classification), `predicted_label` (string class or cluster)."""
-    from pyspark.ml.functions import vector_to_array
-
-    del algorithm  # every classifier but LinearSVC has `probability`
-    binary = labels is not None and len(labels) == 2
-    if task == "regression":
-        return pred.withColumn("score", F.col("prediction"))
-    if task == "clustering":
-        score = (F.array_max(vector_to_array("probability")) if "probability" in pred.columns
-                 else F.lit(None).cast("double"))
-        return pred.withColumn("score", score).withColumn(
-            "predicted_label", F.col("prediction").cast("int").cast("string"))
-    if "probability" in pred.columns:
-        prob = vector_to_array("probability")
-    else:  # LinearSVC: margins only; the sigmoid keeps prediction == (score >= 0.5)
-        raw = vector_to_array("rawPrediction")
-        p1 = 1 / (1 + F.exp(-raw[1]))
-        prob = F.array(1 - p1, p1)
-    pred = pred.withColumn("probability", prob)
-    score = F.col("probability")[1] if binary else F.array_max("probability")
-    names = F.array(*[F.lit(str(v)) for v in labels or []])
-    return pred.withColumn("score", score).withColumn(
-        "predicted_label", F.element_at(names, F.col("prediction").cast("int") + 1))
-
-
-# ---------------------------------------------------------------------------------- selection
-def cross_validate(data: TrainData, train: TrainSettings, framed: DataFrame,
-                   pdf: pd.DataFrame, plan: MissingValuePlan, n_classes: int) -> pd.DataFrame:
-    """Leaderboard rows: candidate, params, metric per fold, mean, sd (fold imputers fitted on
-    the fold's training rows only). MLlib candidates are fitted fold by fold; scikit-learn ones
-    get each fold's same imputed rows and run as one Spark task per (grid point, fold)."""
-    from medspark.models.mllib import param_grid
-
-    metric, k = train.metric(), train.selection.folds
-    combos = [(c.algorithm, p) for c in train.candidates() for p in param_grid(c.params, c.grid)]
-    sk = [i for i, (name, _) in enumerate(combos) if is_estimator_path(name)]
-    scores = [[float("nan")] * k for _ in combos]
-    errors: list[str | None] = [None] * len(combos)
-    label = LABEL if data.label and train.task != "clustering" else None
-    sk_folds = []
-    for fold in range(k):
-        fitted = plan.fit(pdf[(pdf[FOLD] >= 0) & (pdf[FOLD] != fold)].drop(columns=FOLD))
-        feats = model_features(fitted, data.features)
-        part = impute(framed.where(F.col(FOLD) >= 0), fitted, data.features)
-        part = accepted(part).cache()
-        tr, va = part.where(F.col(FOLD) != fold), part.where(F.col(FOLD) == fold)
-        for i, (name, params) in enumerate(combos):
-            if i in sk:
-                continue
-            pipe = build_pipeline(name, params, feats, standardize=train.standardize,
-                                  n_classes=n_classes, seed=train.seed)
-            pred = pipe.fit(tr).transform(va)
-            scores[i][fold] = evaluate(pred, metric, final_features_col(pipe))
-            log.info("fold %d %s %s: %s=%.4f", fold, name, params, metric, scores[i][fold])
-        if sk:
-            sk_folds.append(sklearn_train.fold_data(part, data.key, label, FOLD, fold, feats,
-                                                    train.sklearn_max_rows))
-        part.unpersist()
-    if sk:
-        sk_scores, sk_errors = sklearn_train.cv_scores(
-            framed.sparkSession, sk_folds, [combos[i] for i in sk], metric=metric,
-            task=train.task, n_classes=n_classes, standardize=train.standardize,
-            seed=train.seed)
-        for j, i in enumerate(sk):
-            scores[i], errors[i] = sk_scores[j], sk_errors[j]
-    return leaderboard_frame(combos, scores, errors, metric)
-
-
-def leaderboard_frame(combos: list[tuple[str, dict[str, Any]]], scores: list[list[float]],
-                      errors: list[str | None], metric: str) -> pd.DataFrame:
-    """One row per (algorithm, params), best first (NaN means last, ties in config order); a
-    candidate with a failed fold has NaN mean and its first error."""
-    from medspark.models.mllib import larger_is_better
-
-    rows = []
-    for (name, params), vals, error in zip(combos, scores, errors, strict=True):
-        arr = np.asarray(vals, dtype=float)
-        ok = arr[~np.isnan(arr)] if error is None else arr[:0]
-        rows.append({"algorithm": name, "kind": "sklearn" if is_estimator_path(name) else "mllib",
-                     "params": json.dumps(params, sort_keys=True, default=str),
-                     "metric": metric, "mean": float(ok.mean()) if len(ok) else float("nan"),
-                     "sd": float(ok.std(ddof=1)) if len(ok) > 1 else float("nan"),
-                     "n_folds": int(len(ok)), "fold_scores": arr.tolist(), "error": error})
-    board = pd.DataFrame(rows)
-    sign = -1.0 if larger_is_better(metric) else 1.0
-    board["_order"] = (sign * board["mean"]).fillna(np.inf)
-    board = board.sort_values("_order", kind="stable").drop(columns="_order")
-    return board.reset_index(drop=True).assign(rank=lambda b: np.arange(1, len(b) + 1))
-
-
-def fold_frame(framed: DataFrame, data: TrainData, test: bool = False) -> pd.DataFrame:
-    """The training-split (or test) rows on the driver, for fitting imputers and reports."""
-    cols = [data.key, data.group, *([LABEL] if data.label else []), *data.extra,
-            *data.features, FOLD]
-    side = F.col(FOLD) == -1 if test else F.col(FOLD) >= 0
-    pdf = framed.where(side).select(*dict.fromkeys(cols)).toPandas()
-    return pdf.sort_values(data.key, kind="stable").reset_index(drop=True)
-
-
-# -------------------------------------------------------------------------------- evaluation
-def test_metrics(pdf: pd.DataFrame, task: str, labels: list[Any] | None, group: str,
-                 train: TrainSettings, features: np.ndarray | None) -> dict[str, Any]:
-    """medspark.models.metrics on the collected test rows (patient-grouped bootstrap)."""
-    from medspark.models.metrics import (
-        bootstrap,
-        classification_metrics,
-        clustering_metrics,
-        regression_metrics,
-    )
-
-    kw = {"groups": pdf[group].to_numpy(), "n_boot": train.n_boot, "seed": train.seed}
-    if task == "regression":
-        return regression_metrics(pdf[LABEL], pdf["prediction"], **kw)
-    if task == "clustering":
-        return clustering_metrics(features, pdf["prediction"].astype(int), noise_label=None,
-                                  seed=train.seed)
-    y, p = pdf[LABEL].to_numpy().astype(int), pdf["prediction"].to_numpy().astype(int)
-    if len(labels or []) == 2:
-        return classification_metrics(y, pdf["score"], y_pred=p, pos_label=1, **kw)
-    from sklearn.metrics import balanced_accuracy_score, confusion_matrix
-
-    out = bootstrap(lambda i: {"accuracy": float(np.mean(y[i] == p[i])),
-                               "balanced_accuracy": balanced_accuracy_score(y[i], p[i])},
-                    len(y), **kw)
-    out["confusion_matrix"] = {"value": confusion_matrix(y, p, labels=range(len(labels or [])))
-                               .tolist(), "labels": labels, "ci_low": None, "ci_high": None,
-                               "n_boot_used": 0}
-    return out
-
-
-def write_plots(out: str, pdf: pd.DataFrame, task: str, labels: list[Any] | None,
-                weights: tuple[str, list[float]] | None, feats: list[str]) -> list[str]:
-    """ROC, PR, calibration, confusion (binary) / confusion (multiclass) / importances."""
-    from medspark.models import plots
-
-    paths = []
-    if task == "classification" and labels:
-        y, p = pdf[LABEL].astype(int), pdf["prediction"].astype(int)
-        if len(labels) == 2 and y.nunique() == 2:
-            paths += [plots.plot_roc(y, pdf["score"], f"{out}/roc.png", pos_label=1),
-                      plots.plot_pr(y, pdf["score"], f"{out}/pr.png", pos_label=1),
-                      plots.plot_calibration(y, pdf["score"], f"{out}/calibration.png",
-                                             pos_label=1)]
-        names = [str(v) for v in labels]
-        paths.append(plots.plot_confusion_matrix(
-            [names[i] for i in y], [names[i] for i in p], f"{out}/confusion.png", labels=names))
-    if weights is not None:
-        kind, vals = weights
-        paths.append(plots.plot_feature_importance(
-            feats, vals, f"{out}/feature_{kind}.png",
-            title="Feature importance" if kind == "importance" else "Coefficients"))
-    return [os.path.basename(str(p)) for p in paths]
+def encode_label(spark: SparkSession, df: DataFrame, label: str,
+                 train: TrainSettings) -> tuple[DataFrame, list[Any] | None]:
+    """`_ms_label` double: the value (regression) or the class index (sorted; positive last);
+    the classes come from a bounded distinct (at most 1000)."""
+    if train.task == "regression":
+        return df.withColumn(LABEL, F.col(label).cast("double")), None
+    rows = df.select(label).distinct().limit(MAX_CLASSES + 1).collect()
+    if len(rows) > MAX_CLASSES:
+        raise ConfigError(f"label {label!r} has more than {MAX_CLASSES} values")
+    values = sorted(r[0] for r in rows if r[0] is not None)
+    return _encode(spark, df, label, values, train)
 
 
 # ------------------------------------------------------------------------------------- ids
@@ -480,11 +339,6 @@ def data_fingerprint(df: DataFrame) -> dict[str, Any]:
     row = df.agg(F.count(F.lit(1)).alias("n"),
                  F.bit_xor(F.xxhash64(*df.columns)).alias("h")).first()
     return {"rows": int(row["n"]), "hash": int(row["h"] or 0)}
-
-
-def sha(doc: Any, n: int = 16) -> str:
-    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:n]
 
 
 def versions() -> dict[str, Any]:
@@ -498,58 +352,12 @@ def versions() -> dict[str, Any]:
             "joblib": joblib.__version__}
 
 
-# -------------------------------------------------------------------------------------- job
-def run_train(spark: SparkSession, settings: Settings, lake_root: str | None = None,
-              table: str | None = None, label: str | None = None, task: str | None = None,
-              id_col: str | None = None, group_col: str | None = None,
-              train: TrainSettings | None = None, as_of: int | str | None = None) -> dict:
-    """Select, refit and evaluate a model; write `models/<model_id>/` and a run manifest.
-
-    `lake_root` is required (models/ and _runs/ live there); `table` trains on any Parquet
-    table instead of the lake's features/. Arguments left None come from `train:` settings.
-    """
-    started, run_id = time.time(), new_run_id("train")
-    cfg = train_settings(settings, train)
-    upd = {k: v for k, v in {"task": task, "label": label, "id_col": id_col,
-                             "group_col": group_col}.items() if v is not None}
-    try:
-        cfg = TrainSettings.model_validate({**cfg.model_dump(), **upd}) if upd else cfg
-    except ValidationError as e:
-        raise ConfigError(f"train settings with {upd}: {e}") from None
-    if not lake_root:
-        raise ConfigError("train needs --lake (models/ are written there)")
-    lake = Lake(lake_root)
-    if not is_local(lake.root):
-        raise ConfigError("train writes models/ with local file I/O: use a local lake")
-    data = prepare(spark, cfg, None if table else lake, table, cfg.label, cfg.id_col,
-                   cfg.group_col, as_of)
-    n_classes = len(data.labels or []) if cfg.task == "classification" else 0
-    check_algorithms(cfg, n_classes)
-    keys = data.frame.select(*dict.fromkeys([data.key, data.group,
-                                             *([LABEL] if data.label else [])])).toPandas()
-    keys = keys.sort_values(data.key, kind="stable").reset_index(drop=True)
-    framed, keys, split_info = assign_folds(spark, data, cfg, keys)
-    sk = [c.algorithm for c in cfg.candidates() if is_estimator_path(c.algorithm)]
-    too_many = sk and sklearn_train.too_many_rows(int((keys[FOLD] >= 0).sum()),
-                                                  cfg.sklearn_max_rows, sk)
-    if too_many:
-        raise ConfigError(too_many)
-    framed = framed.cache()
-    try:
-        result = fit_and_evaluate(spark, data, cfg, framed, keys, n_classes, lake)
-    finally:
-        framed.unpersist()
-    out_dir, model_id = result.pop("out_dir"), result["model_id"]
-    manifest_extra = {"model_id": model_id, "task": cfg.task, "counts": result["counts"],
-                      "split": split_info, "best": result["best"],
-                      "test_metrics": {k: v.get("value") for k, v in result["metrics"].items()},
-                      "outputs": {"model": out_dir}}
-    meta = {**result["metadata"], "split": split_info, "train_run_id": run_id}
-    with open(f"{out_dir}/metadata.json", "w") as fh:
-        json.dump(meta, fh, indent=2, sort_keys=True, default=str)
-    from medspark.spark.runs import job_manifest
-
-    return job_manifest(spark, lake, "train", run_id, started, settings, manifest_extra)
+def model_name(spec: ModelSpec) -> str:
+    """The model id prefix: `randomforestclassifier`, `sklearn-histgradientboostingclassifier`."""
+    if spec.engine == "sklearn":
+        path = spec.algorithm if is_estimator_path(spec.algorithm) else spec.estimator
+        return "sklearn-" + path.rpartition(".")[2].lower()
+    return spec.algorithm.lower()
 
 
 def check_algorithms(cfg: TrainSettings, n_classes: int) -> None:
@@ -563,152 +371,189 @@ def check_algorithms(cfg: TrainSettings, n_classes: int) -> None:
         raise ConfigError(f"metric {cfg.metric()} needs a binary label ({n_classes} classes)")
 
 
-def fit_and_evaluate(spark: SparkSession, data: TrainData, cfg: TrainSettings,
-                     framed: DataFrame, keys: pd.DataFrame, n_classes: int, lake: Lake) -> dict:
-    """CV leaderboard → refit best on the training split → test metrics, plots, artefacts."""
-    plan = cfg.missing_plan([data.key], [data.group, LABEL, FOLD, *data.extra,
-                                         *([data.label] if data.label else [])])
-    train_pdf = fold_frame(framed, data)
-    board = cross_validate(data, cfg, framed, train_pdf, plan, n_classes)
-    best = board.iloc[0]
-    if best["error"] is not None:
-        raise ConfigError("every candidate failed: " + "; ".join(
-            f"{r.algorithm} {r.params}: {r.error}" for r in board.itertuples()))
-    params, kind = json.loads(best["params"]), best["kind"]
-    fitted, train_res = plan.fit_transform(train_pdf.drop(columns=FOLD))
-    test_report = fitted.transform(fold_frame(framed, data, test=True).drop(columns=FOLD)).report
-    feats = model_features(fitted, data.features)
-    imputed = impute(framed, fitted, data.features).cache()
-    tr = accepted(imputed.where(F.col(FOLD) >= 0))
-    te_all = imputed.where(F.col(FOLD) == -1)
-    model = fit_best(best["algorithm"], params, tr, feats, cfg, n_classes)
-    pred, features_col = apply_model(kind, model, accepted(te_all), feats, cfg.task, n_classes)
-    pred = add_scores(pred, best["algorithm"], cfg.task, data.labels)
-    cols = [data.key, data.group, "prediction", "score",
-            *([LABEL] if data.label and cfg.task != "clustering" else [])]
-    if cfg.task == "clustering":
-        from pyspark.ml.functions import vector_to_array
+# -------------------------------------------------------------------------------------- job
+def run_train(spark: SparkSession, settings: Settings, lake_root: str | None = None,
+              table: str | None = None, label: str | None = None, task: str | None = None,
+              id_col: str | None = None, group_col: str | None = None,
+              train: TrainSettings | None = None, as_of: int | str | None = None) -> dict:
+    """Select, refit and evaluate a model; write `models/<model_id>/` and a run manifest.
 
-        pred = pred.withColumn("_x", vector_to_array(features_col))
-        cols.append("_x")
-    test_pdf = pred.select(*dict.fromkeys(cols)).toPandas().sort_values(data.key, kind="stable")
-    test_rejected = te_all.where(F.col(REJECT_STEP).isNotNull()).count()
-    test_rows = te_all.count()
-    x = np.vstack(test_pdf["_x"].to_numpy()) if cfg.task == "clustering" else None
-    metrics = test_metrics(test_pdf, cfg.task, data.labels, data.group, cfg, x)
-    # from the cached frame (the same rows: every group has a fold) instead of re-reading
-    fingerprint = data_fingerprint(framed.select(*data.frame.columns))
-    config_doc = cfg.model_dump(mode="json")
-    hashed = cfg.model_dump(mode="json", exclude={"sklearn_max_rows"})  # no effect on results
-    model_id = (f"{model_name(best['algorithm'])}-"
-                f"{sha({'config': hashed, 'data': fingerprint, 'seed': cfg.seed})}")
-    out = f"{lake.path('models')}/{model_id}"
-    shutil.rmtree(local_path(out), ignore_errors=True)
-    os.makedirs(local_path(out))
-    saved = save_model(kind, model, out)
-    fitted.save(local_path(f"{out}/imputer"))
-    weights = model_weights(kind, model, feats)
-    plot_files = write_plots(local_path(out), test_pdf, cfg.task, data.labels, weights, feats)
-    imputed.unpersist()
-    board.to_parquet(local_path(f"{out}/leaderboard.parquet"), index=False)
-    counts = {**data.counts, "rows": int(len(keys)),
-              "train_rows": int((keys[FOLD] >= 0).sum()),
-              "train_rows_rejected": int(len(train_res.rejected.index.unique())),
-              "test_rows": int(test_rows), "test_rows_rejected": int(test_rejected),
-              "test_rows_scored": int(len(test_pdf))}
-    balance = None
-    if data.labels is not None:
-        side = np.where(keys[FOLD] >= 0, "train", "test")
-        balance = {s: {str(data.labels[int(k)]): int(v) for k, v in
-                       keys.loc[side == s, LABEL].value_counts().sort_index().items()}
-                   for s in ("train", "test")}
-    metrics_doc = {
-        "model_id": model_id, "task": cfg.task, "algorithm": best["algorithm"], "kind": kind,
-        "params": params, "selection": {"metric": cfg.metric(), "folds": cfg.selection.folds,
-                      "cv_mean": _num(best["mean"]), "cv_sd": _num(best["sd"])},
-        "test": metrics, "counts": counts,
-        "missing": {"train": train_res.report.model_dump(),
-                    "test": test_report.model_dump(),
-                    "imputer_steps": fitted.describe()},
-    }
-    with open(local_path(f"{out}/metrics.json"), "w") as fh:
-        json.dump(metrics_doc, fh, indent=2, sort_keys=True, default=_json_default)
-    metadata = {
-        "model_id": model_id, "task": cfg.task, "algorithm": best["algorithm"], **saved,
-        "params": params, "label_col": data.label, "labels": data.labels,
-        "group_col": data.group, "key_col": data.key, "id_col": cfg.id_col,
-        "aggregate": cfg.aggregate, "series_col": cfg.series_col,
-        "input_features": data.features, "features": feats, "extra_columns": data.extra,
-        "seed": cfg.seed, "config": config_doc, "config_hash": sha(config_doc),
-        "data_fingerprint": fingerprint, "source": data.source,
-        "snapshot": {"counts": counts, "label_balance": balance},
-        "versions": versions(), "plots": plot_files,
-        "created_at": dt.datetime.now(dt.UTC).isoformat(),
-        "weights": None if weights is None else {"kind": weights[0],
-                                                 "values": dict(zip(feats, weights[1],
-                                                                    strict=True))},
-    }
-    best_doc = {"algorithm": best["algorithm"], "kind": kind, "params": params,
-                "cv_mean": _num(best["mean"]), "cv_sd": _num(best["sd"])}
-    return {"model_id": model_id, "out_dir": out, "metrics": metrics, "counts": counts,
-            "best": best_doc, "metadata": metadata}
+    `lake_root` is required (models/ and _runs/ live there); `table` trains on any Parquet
+    table instead of the lake's features/. Arguments left None come from `train:` settings.
+    """
+    from medspark.spark.runs import job_run
+
+    pre = preflight(settings, lake_root, table, train=train, as_of=as_of, task=task,
+                    label=label, id_col=id_col, group_col=group_col)
+    lake = Lake(lake_root)
+    with job_run(lake, "train") as run:
+        data = prepare(spark, pre, None if table else lake, table, as_of)
+        if pre.cfg.per_group:
+            from medspark.spark.models.per_group import train_per_group
+
+            return train_per_group(spark, settings, lake, run, pre.cfg, data)
+        return Job(spark, settings, lake, run, pre.cfg, data).run()
 
 
-# ------------------------------------------------------------------- MLlib or scikit-learn
-def model_name(algorithm: str) -> str:
-    """The model id prefix: `randomforestclassifier`, `sklearn-histgradientboostingclassifier`."""
-    if is_estimator_path(algorithm):
-        return "sklearn-" + algorithm.rpartition(".")[2].lower()
-    return algorithm.lower()
+class Job:
+    """One train run after `prepare`: split, select, refit, evaluate, write."""
 
+    def __init__(self, spark: SparkSession, settings: Settings, lake: Lake, run: Any,
+                 cfg: TrainSettings, data: TrainData) -> None:
+        from medspark.spark.models.tasks import Stopwatch
 
-def fit_best(algorithm: str, params: dict[str, Any], train: DataFrame, feats: list[str],
-             cfg: TrainSettings, n_classes: int) -> Any:
-    """The winner refitted on the imputed training split: a `PipelineModel`, or a fitted
-    scikit-learn `Pipeline` ([StandardScaler if standardize] + estimator)."""
-    if is_estimator_path(algorithm):
-        label = LABEL if cfg.task != "clustering" else None
-        return sklearn_train.refit(train, feats, label, algorithm, params,
-                                   standardize=cfg.standardize, seed=cfg.seed,
-                                   max_rows=cfg.sklearn_max_rows)
-    return build_pipeline(algorithm, params, feats, standardize=cfg.standardize,
-                          n_classes=n_classes, seed=cfg.seed).fit(train)
+        self.spark, self.settings, self.lake, self.run_ = spark, settings, lake, run
+        self.cfg, self.data = cfg, data
+        self.clock = Stopwatch()
+        self.lap = self.clock.lap
 
+    def run(self) -> dict:
+        from medspark.spark.models.folds import FoldSet, assign_folds
 
-def apply_model(kind: str, model: Any, df: DataFrame, feats: list[str], task: str,
-                n_classes: int) -> tuple[DataFrame, str]:
-    """(`df` with MLlib-shaped `prediction` / `probability` columns, the column holding the
-    features the final estimator saw). scikit-learn: broadcast model in a pandas UDF."""
-    if kind == "sklearn":
-        return predict_with_broadcast(df, model, feats, task, n_classes,
-                                      features_col=FEATURES), FEATURES
-    return model.transform(df), model.stages[-1].getFeaturesCol()
+        cfg, data = self.cfg, self.data
+        n_classes = len(data.labels or []) if cfg.task == "classification" else 0
+        check_algorithms(cfg, n_classes)
+        framed, groups, split = assign_folds(
+            data.frame, group=data.group, key=data.key,
+            stratify=cfg.task == "classification", test_size=cfg.test_size,
+            k=cfg.selection.folds, seed=cfg.seed, labels=data.labels)
+        self.framed = framed = framed.cache()
+        folds = None
+        try:
+            fingerprint = data_fingerprint(framed.select(*data.frame.columns))
+            self.lap("read_split")
+            columns = [data.key, GROUP, *([LABEL] if data.label else []), *data.extra,
+                       *data.features]
+            folds = FoldSet(framed, cfg.selection.folds, data.key, data.features, columns, {},
+                            Folder.at(self.lake.staging_path(self.run_.run_id, "train_split")))
+            return self._select_and_fit(folds, groups, split, fingerprint, n_classes)
+        finally:
+            framed.unpersist()
+            groups.unpersist()
+            if data.aggregate != "none":
+                data.frame.unpersist()
+            if folds is not None and folds.stage_folder is not None:
+                folds.stage_folder.remove()
 
+    def _select_and_fit(self, folds: Any, groups: DataFrame, split: dict[str, Any],
+                        fingerprint: dict[str, Any], n_classes: int) -> dict:
+        from medspark.spark.models import impute as imp
+        from medspark.spark.models.evaluation import evaluate
+        from medspark.spark.models.selection import TaskBudget, cross_validate, plan_specs
+        from medspark.spark.models.tasks import threads_of
 
-def save_model(kind: str, model: Any, out: str) -> dict[str, Any]:
-    """Write the fitted model into the model folder; its metadata entries."""
-    if kind == "sklearn":
-        return {"kind": kind, "model_file": sklearn_train.save(model, local_path(out))}
-    model.write().overwrite().save(f"{out}/pipeline")
-    return {"kind": kind, "model_file": "pipeline"}
+        cfg, data = self.cfg, self.data
+        n_train = sum(v for f, v in split["rows_by_fold"].items() if int(f) >= 0)
+        budget = TaskBudget(n_train, len(data.features) + len(data.extra),
+                            cfg.sklearn_max_rows, cfg.task_memory_mb)
+        specs = plan_specs(cfg, budget)
+        plan = cfg.missing_plan([data.key], [GROUP, data.group, LABEL, FOLD, *data.extra,
+                                             *([data.label] if data.label else [])])
+        fit_sets: list[int | None] = [None, *range(folds.k)]
+        try:
+            if budget.fits:
+                folds.imputers = imp.fit_in_tasks(self.spark, folds.stage(), plan, fit_sets)
+                how = {"fitted_by": "spark_tasks", "statistics": "exact (pandas, in a task "
+                       "per fold on the staged training split)"}
+            else:
+                folds.imputers = imp.fit_by_aggregates(folds.framed, plan, fit_sets, data.key,
+                                                       cfg.seed, cfg.impute_sample_rows)
+                how = {"fitted_by": "spark_aggregates",
+                       "statistics": f"means exact; medians percentile_approx (accuracy "
+                                     f"{imp.QUANTILE_ACCURACY}); model rules on at most "
+                                     f"{cfg.impute_sample_rows} rows drawn by key hash"}
+        except ValueError as e:
+            raise ConfigError(f"train.missing: {e}") from None
+        self.lap("imputers")
+        ctx = ModelContext(cfg.task, n_classes, data.labels, cfg.standardize, cfg.seed,
+                           cfg.metric(), threads_of(self.spark))
+        board = cross_validate(specs, ctx, folds)
+        best = board.best()
+        self.lap("selection")
+        try:
+            model = engine_class(best.engine)(best, ctx).fit(folds.training_rows())
+        finally:
+            folds.release_all()
+        self.lap("refit")
+        final = folds.imputers[None]
+        evaluation = evaluate(model, folds.framed.where(F.col(FOLD) == -1), final,
+                              data.features, data.key, n_boot=cfg.n_boot, seed=cfg.seed,
+                              max_rows=cfg.eval_max_rows)
+        self.lap("evaluation")
+        return self._write(model, board, evaluation, final, how, groups, split, fingerprint)
 
+    def _write(self, model: Any, board: Any, evaluation: Any, final: Any, how: dict[str, Any],
+               groups: DataFrame, split: dict[str, Any], fingerprint: dict[str, Any]) -> dict:
+        from medspark.spark.models.artifacts import weights_doc, write_folder
 
-def model_weights(kind: str, model: Any, feats: list[str]) -> tuple[str, list[float]] | None:
-    from medspark.models.mllib import feature_weights
+        cfg, data, best = self.cfg, self.data, model.spec
+        model_id = (f"{model_name(best)}-"
+                    f"{sha({'config': cfg.hashed(), 'data': fingerprint, 'seed': cfg.seed})}")
+        folder = Folder.at(self.lake.path("models")).child(model_id)
+        train_report = final.train_report
+        counts = {**data.counts, "rows": fingerprint["rows"],
+                  "train_rows": sum(v for f, v in split["rows_by_fold"].items() if int(f) >= 0),
+                  "train_rows_rejected": train_report.rows_dropped if train_report else 0,
+                  **evaluation.counts}
+        row = board.best_row()
+        best_doc = {"algorithm": best.algorithm, "kind": best.engine,
+                    "estimator": best.estimator, "params": best.params,
+                    "cv_mean": num(row["mean"]), "cv_sd": num(row["sd"])}
+        weights = model.feature_weights()
+        feats = model.features
+        metrics_doc = {
+            "model_id": model_id, "task": cfg.task, "algorithm": best.algorithm,
+            "kind": best.engine, "estimator": best.estimator, "params": best.params,
+            "selection": {"metric": cfg.metric(), "folds": cfg.selection.folds,
+                          "cv_mean": best_doc["cv_mean"], "cv_sd": best_doc["cv_sd"],
+                          "scores": "medspark.models.scores (one definition for every "
+                                    "engine)"},
+            "test": evaluation.metrics, "counts": counts, "evaluation": evaluation.sampling,
+            "missing": {"train": train_report.model_dump() if train_report else None,
+                        "test": evaluation.report.model_dump(),
+                        "imputer_steps": final.describe(), "imputer": how},
+        }
+        config_doc = cfg.model_dump(mode="json")
+        metadata = {
+            "model_id": model_id, "task": cfg.task, "algorithm": best.algorithm,
+            "estimator": best.estimator, "engine_note": best.note, "params": best.params,
+            "label_col": data.label, "labels": data.labels, "group_col": data.group,
+            "key_col": data.key, "id_col": cfg.id_col, "aggregate": data.aggregate,
+            "series_col": cfg.series_col, "input_features": data.features, "features": feats,
+            "extra_columns": data.extra, "seed": cfg.seed, "config": config_doc,
+            "config_hash": sha(config_doc), "data_fingerprint": fingerprint,
+            "source": data.source, "split": split, "train_run_id": self.run_.run_id,
+            "snapshot": {"counts": counts, "label_balance": self._balance()},
+            "imputer": how, "model": model.describe(), "versions": versions(),
+            "created_at": dt.datetime.now(dt.UTC).isoformat(),
+            "weights": weights_doc(weights, feats),
+        }
+        split_table = groups.select(F.col(GROUP).alias("group"), F.col(FOLD).alias("fold"))
 
-    if kind == "sklearn":
-        return estimator_weights(model, feats)
-    return feature_weights(model.stages[-1], feats)
+        def plots(target: Folder) -> list[str]:
+            return write_plots(target, evaluation.sample, cfg.task, data.labels, weights, feats)
 
+        meta = write_folder(folder, model=model, imputer=final, leaderboard=board.frame,
+                            metrics=metrics_doc, metadata=metadata, split=split_table,
+                            plots=plots)
+        self.lap("write")
+        return self.run_.manifest(
+            self.spark, self.settings, counts, {"model": str(folder)}, model_id=model_id,
+            task=cfg.task, split=split, best=best_doc,
+            test_metrics={k: v.get("value") for k, v in evaluation.metrics.items()},
+            evaluation=evaluation.sampling, imputer=how, seconds=self.clock.laps,
+            selection=[{"algorithm": s.algorithm, "kind": s.engine, "estimator": s.estimator,
+                        "params": s.params, "note": s.note, "mean_fit_seconds": num(t)}
+                       for s, t in zip(board.specs, board.fit_seconds, strict=True)],
+            plots=meta.get("plots"))
 
-def _num(v: Any) -> float | None:
-    v = float(v)
-    return None if np.isnan(v) else v
-
-
-def _json_default(v: Any) -> Any:
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, float) and np.isnan(v):
-        return None
-    return str(v)
+    def _balance(self) -> dict[str, dict[str, int]] | None:
+        """Rows per class on each side of the held-out split (an aggregate)."""
+        labels = self.data.labels
+        if labels is None:
+            return None
+        out: dict[str, dict[str, int]] = {"train": {}, "test": {}}
+        side = F.when(F.col(FOLD) >= 0, "train").otherwise("test")
+        for r in self.framed.groupBy(side.alias("s"), LABEL).count().collect():
+            out[r["s"]][str(labels[int(r[LABEL])])] = int(r["count"])
+        return {s: dict(sorted(v.items())) for s, v in out.items()}

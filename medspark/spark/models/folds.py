@@ -1,0 +1,148 @@
+"""Patient-grouped held-out split and CV folds, assigned in Spark; the rows each fold fits on.
+
+`assign_folds` never collects a row key or a group id: each group (a patient; a row whose group
+is null is its own group, `own:<key>`) gets a stratum (its most frequent class for
+classification, ties to the smallest; one stratum otherwise), is ranked inside its stratum by a
+seeded xxhash64 of its id, and by that rank goes to the test split (the first
+`round(test_size * groups)` of the stratum, at least one, never all) or to CV fold
+`(rank - n_test) mod k`. So every stratum is split in proportion, each group lies on exactly one
+side of every split (no leakage by construction), and the assignment depends only on the group
+ids, the labels and the seed: not on row order or partitioning. Only per-stratum and per-fold
+counts reach the driver.
+
+`FoldSet` holds the result (cached) and the fold imputers, and gives each engine its rows: Spark
+DataFrames per fold (MLlib), or the training split staged once as Parquet (task engines).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from medspark.config import ConfigError
+from medspark.models.folder import Folder
+from medspark.models.missing import FittedImputer, model_features
+from medspark.spark.models.base import FOLD, GROUP, LABEL, OWN_GROUP, Rows, StagedRows
+from medspark.spark.models.impute import accepted, impute
+from medspark.spark.models.tasks import stage_rows
+
+STRATUM, ROWS, RANK, SIZE = "_ms_stratum", "_ms_rows", "_ms_rank", "_ms_size"
+
+
+def group_column(group: str, key: str) -> Any:
+    """The group id as a string; a row without one is its own group."""
+    return F.coalesce(F.col(group).cast("string"),
+                      F.concat(F.lit(OWN_GROUP), F.col(key).cast("string")))
+
+
+def assign_folds(frame: DataFrame, *, group: str, key: str, stratify: bool, test_size: float,
+                 k: int, seed: int, labels: list[Any] | None = None,
+                 broadcast_max: int = 2_000_000, folds_setting: str = "train.selection.folds"
+                 ) -> tuple[DataFrame, DataFrame, dict[str, Any]]:
+    """(rows with `_ms_group` and `_ms_fold`, the group table, split counts). See module doc.
+    `folds_setting` is the setting an error about too few groups tells the user to lower."""
+    frame = frame.withColumn(GROUP, group_column(group, key))
+    aggs = [F.count(F.lit(1)).alias(ROWS)]
+    aggs.append(F.mode(LABEL, True).alias(STRATUM) if stratify else F.lit(0.0).alias(STRATUM))
+    groups = frame.groupBy(GROUP).agg(*aggs)
+    order = Window.partitionBy(STRATUM).orderBy(F.xxhash64(F.lit(seed), F.col(GROUP)), GROUP)
+    ranked = (groups.withColumn(RANK, F.row_number().over(order) - 1)
+              .withColumn(SIZE, F.count(F.lit(1)).over(Window.partitionBy(STRATUM))))
+    n_test = F.greatest(F.lit(1), F.least(F.col(SIZE) - 1,
+                                          F.round(F.col(SIZE) * F.lit(test_size)))).cast("int")
+    fold = F.when(F.col(RANK) < n_test, F.lit(-1)).otherwise(
+        (F.col(RANK) - n_test) % F.lit(k)).cast("int")
+    table = ranked.select(GROUP, STRATUM, ROWS, fold.alias(FOLD)).cache()
+    strata = {r[STRATUM]: r["count"] for r in table.groupBy(STRATUM).count().collect()}
+    small = sorted(s for s, n in strata.items() if n < 2)
+    if small:
+        small = [labels[int(s)] for s in small] if labels else small
+        raise ConfigError(f"cannot split by {group!r}: class(es) {small} have "
+                          "fewer than 2 groups; more patients are needed, or set "
+                          "train.task / train.group_col")
+    by_fold = table.groupBy(FOLD).agg(
+        F.count(F.lit(1)).alias("g"), F.sum(ROWS).alias("n"),
+        F.count(F.when(F.col(GROUP).startswith(OWN_GROUP), 1)).alias("own")).collect()
+    counts = {int(r[FOLD]): (int(r["g"]), int(r["n"])) for r in by_fold}
+    train_groups = sum(g for f, (g, _) in counts.items() if f >= 0)
+    if train_groups < k or any(f not in counts for f in range(k)):
+        raise ConfigError(f"cannot split by {group!r}: {train_groups} training group(s) for "
+                          f"{k} folds (in every class); lower {folds_setting} or "
+                          "train.test_size, or add patients")
+    own = sum(int(r["own"]) for r in by_fold)
+    n_groups = sum(g for g, _ in counts.values())
+    assigned = table.select(GROUP, FOLD)
+    if n_groups <= broadcast_max:
+        assigned = F.broadcast(assigned)
+    framed = frame.join(assigned, GROUP)
+    info = {"test_groups": counts.get(-1, (0, 0))[0], "train_groups": train_groups,
+            "folds": k, "rows_by_fold": {str(f): counts.get(f, (0, 0))[1]
+                                         for f in range(-1, k)},
+            "groups_by_fold": {str(f): counts.get(f, (0, 0))[0] for f in range(-1, k)},
+            "stratified": stratify, "groups_without_id": own,
+            "null_groups": "a row whose group is null is its own group (own:<key>)",
+            "method": "seeded xxhash64 rank of the group id within its class"}
+    return framed, table, info
+
+
+@dataclass
+class FoldSet:
+    """The training split with its folds, its fold imputers and the rows each engine fits.
+
+    `imputers[f]` was fitted without fold f (`imputers[None]`: on every training row).
+    """
+
+    framed: DataFrame
+    k: int
+    key: str
+    features: list[str]
+    columns: list[str]
+    imputers: dict[int | None, FittedImputer]
+    stage_folder: Folder | None = None
+    staged: StagedRows | None = None
+    _cached: dict[int, DataFrame] = field(default_factory=dict)
+
+    def features_of(self, fold: int | None) -> list[str]:
+        return model_features(self.imputers[fold], self.features)
+
+    def stage(self) -> StagedRows:
+        """The training split as Parquet files for task engines (written once)."""
+        if self.staged is None:
+            if self.stage_folder is None:
+                raise ValueError("this run has no staging folder")
+            self.staged = stage_rows(self.framed.where(F.col(FOLD) >= 0), self.stage_folder,
+                                     self.key, self.columns)
+        return self.staged
+
+    def spark_rows(self, fold: int) -> tuple[Rows, DataFrame]:
+        """(training rows, validation rows) of `fold`, imputed by its imputer, cached."""
+        part = accepted(impute(self.framed.where(F.col(FOLD) >= 0), self.imputers[fold],
+                               self.features)).cache()
+        self._cached[fold] = part
+        train = part.where(F.col(FOLD) != fold)
+        return Rows(self.features_of(fold), lambda: train), part.where(F.col(FOLD) == fold)
+
+    def release(self, fold: int) -> None:
+        cached = self._cached.pop(fold, None)
+        if cached is not None:
+            cached.unpersist()
+
+    def training_rows(self) -> Rows:
+        """Every training row with the final imputer: staged (task engines) and, on first use,
+        imputed by Spark and cached (Spark engines read it many times; `release(None)`)."""
+        final = self.imputers[None]
+
+        def build() -> DataFrame:
+            frame = accepted(impute(self.framed.where(F.col(FOLD) >= 0), final,
+                                    self.features)).cache()
+            self._cached[-2] = frame
+            return frame
+
+        return Rows(self.features_of(None), build, imputer=final, staged=self.staged)
+
+    def release_all(self) -> None:
+        for fold in list(self._cached):
+            self.release(fold)

@@ -1,0 +1,255 @@
+"""The missing-value plan in Spark: fold imputers fitted without collecting rows, applied by
+Spark, reported by aggregates.
+
+Fitting, once per CV fold (the rows of the other training folds) and once on the whole training
+split, by one of two strategies chosen by the size of the training split:
+
+- `task` (the split fits a task's memory budget): k + 1 Spark tasks read the staged split and
+  run `MissingValuePlan.fit_transform` on their rows: exact statistics, every rule;
+- `spark` (beyond it): each rule's statistics are Spark aggregates over the rows transformed by
+  the rules before it: missing rates, means, `percentile_approx` medians (relative rank error
+  1/`accuracy`), modes; a `model` rule is fitted on a bounded sample of the rows
+  (`train.impute_sample_rows`, drawn by a hash of the row key).
+
+Either way the result is a `FittedImputer` per fold, applied the same way everywhere: in Spark
+by `impute` (`mapInPandas`; `applyInPandas` per group for interpolation), in a task by
+`medspark.models.missing.mark_rejected`, which `impute` also runs. The metadata says which
+strategy fitted the saved imputer.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from medspark.models.impute_steps import (
+    FIT_RULE,
+    FittedDropColumns,
+    FittedDropRows,
+    FittedFill,
+    FittedInterpolate,
+    Step,
+    resolve_columns,
+)
+from medspark.models.missing import (
+    REJECT_REASON,
+    REJECT_STEP,
+    DropColumns,
+    DropRows,
+    Fill,
+    FillSpec,
+    FittedImputer,
+    ImputeReport,
+    Interpolate,
+    MissingValuePlan,
+    ModelImpute,
+    mark_rejected,
+    model_features,
+)
+from medspark.spark.models.base import FOLD, StagedRows
+from medspark.spark.models.tasks import fold_rows, read_rows, spark_tasks
+
+QUANTILE_ACCURACY = 10_000
+
+
+# ----------------------------------------------------------------------------------- apply
+def impute(df: DataFrame, fitted: FittedImputer, features: list[str]) -> DataFrame:
+    """Apply the fitted plan with Spark; rows it rejects (or leaves NaN in a model feature)
+    keep their values and get `_ms_reject_step` / `_ms_reject_reason` (null when accepted)."""
+    cols = df.columns
+    schema = T.StructType([*(T.StructField(f.name, T.DoubleType()) if f.name in features else f
+                             for f in df.schema.fields),
+                           T.StructField(REJECT_STEP, T.StringType()),
+                           T.StructField(REJECT_REASON, T.StringType())])
+
+    def one(pdf: pd.DataFrame) -> pd.DataFrame:
+        return mark_rejected(pdf.reset_index(drop=True), fitted, features)[
+            [*cols, REJECT_STEP, REJECT_REASON]]
+
+    def batches(it):
+        for pdf in it:
+            yield one(pdf)
+
+    groups = [c for step in fitted.plan.rules if isinstance(step, Interpolate)
+              for c in step.group_by]
+    if groups:  # interpolation needs every row of a group in one pandas frame
+        return df.groupBy(*dict.fromkeys(groups)).applyInPandas(one, schema) \
+                 .sortWithinPartitions(cols[0])
+    return df.mapInPandas(batches, schema)
+
+
+def accepted(df: DataFrame) -> DataFrame:
+    return df.where(F.col(REJECT_STEP).isNull()).drop(REJECT_STEP, REJECT_REASON)
+
+
+def plan_columns(plan: MissingValuePlan) -> list[str]:
+    """Columns interpolation rules need besides the features (order and group keys)."""
+    cols: list[str] = []
+    for rule in plan.rules:
+        if isinstance(rule, Interpolate):
+            cols += [rule.order_by, *rule.group_by]
+    return list(dict.fromkeys(cols))
+
+
+# -------------------------------------------------------------------------- fit: in tasks
+def fit_in_tasks(spark: Any, staged: StagedRows, plan: MissingValuePlan,
+                 folds: list[int | None]) -> dict[int | None, FittedImputer]:
+    """One imputer per entry of `folds` (a fold to leave out; None: every training row),
+    each fitted by `plan.fit_transform` in its own Spark task on the staged rows."""
+    schema = T.StructType([T.StructField("i", T.LongType()),
+                           T.StructField("imputer", T.BinaryType()),
+                           T.StructField("error", T.StringType())])
+
+    def one(payloads, task_id: int) -> pd.DataFrame:
+        staged_rows, the_plan, which = (p.value for p in payloads)
+        train, _ = fold_rows(read_rows(staged_rows), which[task_id])
+        try:
+            fitted, _ = the_plan.fit_transform(train.drop(columns=FOLD).reset_index(drop=True))
+            blob, error = pickle.dumps(fitted, protocol=pickle.HIGHEST_PROTOCOL), None
+        except (ValueError, KeyError) as e:
+            blob, error = None, f"{type(e).__name__}: {e}"
+        return pd.DataFrame({"i": [task_id], "imputer": [blob], "error": [error]})
+
+    rows = spark_tasks(spark, [staged, plan, folds], len(folds), one, schema,
+                       f"medspark train: {len(folds)} fold imputers")
+    out: dict[int | None, FittedImputer] = {}
+    for r in sorted(rows, key=lambda r: r["i"]):
+        if r["error"]:
+            raise ValueError(f"missing-value plan: {r['error']}")
+        out[folds[r["i"]]] = pickle.loads(r["imputer"])
+    return out
+
+
+# ---------------------------------------------------------------------- fit: by aggregates
+def fit_by_aggregates(framed: DataFrame, plan: MissingValuePlan, folds: list[int | None],
+                      key: str, seed: int, sample_rows: int) -> dict[int | None, FittedImputer]:
+    """One imputer per entry of `folds`, every statistic a Spark aggregate (module doc)."""
+    train = framed.where(F.col(FOLD) >= 0)
+    return {f: fit_plan_spark(train if f is None else train.where(F.col(FOLD) != f), plan,
+                              key, seed, sample_rows, with_report=f is None) for f in folds}
+
+
+def fit_plan_spark(rows: DataFrame, plan: MissingValuePlan, key: str, seed: int,
+                   sample_rows: int, with_report: bool = True) -> FittedImputer:
+    """`plan.fit` with Spark statistics: each rule fitted on the output of the ones before;
+    `with_report`: also what it does to these rows (one more pass; the saved imputer's)."""
+    rows = rows.drop(FOLD)
+    schema = rows.limit(0).toPandas()  # names and dtypes only
+    excluded = [*plan.exclude, *plan.id_columns]
+    feats = resolve_columns(["*"], schema, exclude=excluded, numeric_only=True)
+    steps: list[Step] = []
+    current = rows
+    for i, rule in enumerate(plan.rules):
+        if steps:  # the rows the next rule sees: accepted, imputed by the steps before it
+            current = accepted(impute(rows, FittedImputer(plan, list(steps)), feats))
+        step = _fit_rule(rule, current, schema, excluded, key, seed, sample_rows, i)
+        schema, _ = step.apply(schema.copy())
+        steps.append(step)
+    fitted = FittedImputer(plan, steps)
+    if with_report:
+        fitted.train_report = report(rows, impute(rows, fitted, feats), fitted, rows.columns)
+    return fitted
+
+
+def _fit_rule(rule: Any, rows: DataFrame, schema: pd.DataFrame, excluded: list[str], key: str,
+              seed: int, sample_rows: int, index: int) -> Step:
+    if isinstance(rule, DropRows):
+        return FittedDropRows(resolve_columns(rule.columns, schema, exclude=excluded,
+                                              where="drop_rows"))
+    if isinstance(rule, DropColumns):
+        cols = resolve_columns(rule.columns, schema, exclude=excluded, where="drop_columns")
+        rates = _missing_rates(rows, cols)
+        dropped = [c for c in cols if rates[c] > rule.max_missing_rate]
+        return FittedDropColumns(dropped, {c: rates[c] for c in dropped})
+    if isinstance(rule, Fill):
+        numeric = rule.method in ("mean", "median")
+        cols = resolve_columns(rule.columns, schema, exclude=excluded, numeric_only=numeric,
+                               where="fill")
+        return FittedFill(_statistics(rows, cols, rule, "fill"))
+    if isinstance(rule, Interpolate):
+        keys = [rule.order_by, *rule.group_by]
+        cols = resolve_columns(rule.columns, schema, exclude=[*excluded, *keys],
+                               numeric_only=True, where="interpolate")
+        fallback = None if rule.fallback is None else _statistics(
+            rows, cols, rule.fallback, "interpolate fallback")
+        return FittedInterpolate(cols, rule.method, rule.order or 1, rule.order_by,
+                                 list(rule.group_by), rule.edges, fallback)
+    if isinstance(rule, ModelImpute):
+        sample = _sample(rows, key, seed, sample_rows)
+        return FIT_RULE[rule.strategy](rule, sample, excluded)
+    raise ValueError(f"rule {index}: unknown strategy {rule!r}")
+
+
+def _missing(c: str, dtype: T.DataType) -> Any:
+    isnan = F.isnan(F.col(c)) if isinstance(dtype, T.FractionalType) else F.lit(False)
+    return F.col(c).isNull() | isnan
+
+
+def _missing_rates(rows: DataFrame, cols: list[str]) -> dict[str, float]:
+    if not cols:
+        return {}
+    types = {f.name: f.dataType for f in rows.schema.fields}
+    r = rows.agg(F.count(F.lit(1)).alias("_n"),
+                 *[F.count(F.when(_missing(c, types[c]), 1)).alias(c) for c in cols]).first()
+    n = max(int(r["_n"]), 1)
+    return {c: float(r[c] / n) for c in cols}
+
+
+def _statistics(rows: DataFrame, cols: list[str], spec: FillSpec, where: str) -> dict[str, Any]:
+    if not cols:
+        return {}
+    if spec.method == "constant":
+        return {c: spec.value for c in cols}
+    types = {f.name: f.dataType for f in rows.schema.fields}
+
+    def observed(c: str) -> Any:
+        return F.when(~_missing(c, types[c]), F.col(c))
+
+    if spec.method == "mean":
+        aggs = [F.avg(observed(c)).alias(c) for c in cols]
+    elif spec.method == "median":
+        aggs = [F.percentile_approx(observed(c), 0.5, QUANTILE_ACCURACY).alias(c) for c in cols]
+    else:
+        aggs = [F.mode(observed(c), True).alias(c) for c in cols]
+    r = rows.agg(*aggs).first()
+    empty = [c for c in cols if r[c] is None]
+    if empty:
+        raise ValueError(f"{where}: column(s) {empty} have no observed value to take the "
+                         f"{spec.method} of (drop them first with drop_columns)")
+    return {c: (float(r[c]) if spec.method != "mode" else r[c]) for c in cols}
+
+
+def _sample(rows: DataFrame, key: str, seed: int, n: int) -> pd.DataFrame:
+    """At most `n` rows (chosen by a hash of the key: the same rows on every run)."""
+    total = rows.count()
+    chosen = rows
+    if total > n:
+        cut = n / total
+        chosen = rows.where((F.abs(F.xxhash64(F.lit(seed), F.col(key))) % 1_000_000)
+                            < int(cut * 1_000_000))
+    pdf = chosen.drop(FOLD).limit(n).toPandas()
+    return pdf.sort_values(key, kind="stable", ignore_index=True)
+
+
+# ----------------------------------------------------------------------------------- report
+def report(raw: DataFrame, imputed: DataFrame, fitted: FittedImputer,
+           columns: list[str]) -> ImputeReport:
+    """What the imputer did to `raw` (its output `imputed`), from two Spark aggregates."""
+    types = {f.name: f.dataType for f in raw.schema.fields}
+    cols = [c for c in columns if c in types]
+    before = raw.agg(F.count(F.lit(1)).alias("_n"),
+                     *[F.count(F.when(_missing(c, types[c]), 1)).alias(c) for c in cols]).first()
+    keep = [c for c in cols if c in set(model_features(fitted, cols))]
+    done = accepted(imputed)
+    after = done.agg(F.count(F.lit(1)).alias("_n"),
+                     *[F.count(F.when(_missing(c, types[c]), 1)).alias(c) for c in keep]).first()
+    steps = {r[REJECT_STEP]: r["count"] for r in imputed.where(F.col(REJECT_STEP).isNotNull())
+             .groupBy(REJECT_STEP).count().collect()}
+    return ImputeReport.from_counts(
+        int(before["_n"]), int(after["_n"]), steps, {c: before[c] for c in cols},
+        {c: (after[c] if c in keep else None) for c in cols})

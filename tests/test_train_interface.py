@@ -1,0 +1,242 @@
+"""The train job's scale and shape: nothing row-sized reaches the driver, both imputer
+strategies, groups without an id, the default settings on a plain table, per-group models
+through `medspark train`, models on other filesystems, and MLlib vs its scikit-learn
+counterpart on the same folds."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from lake_io import read
+
+from medspark.config import ConfigError, Settings, load_settings
+from medspark.models.config import TrainSettings
+from medspark.spark.predict import run_predict
+from medspark.spark.train import preflight, run_train
+
+EVAL_MAX = 100
+
+
+def table(path: str, n_patients: int = 600, rows: int = 5, seed: int = 0,
+          no_group_every: int = 0) -> str:
+    """Patients with `rows` rows each; the label follows f0 + f1; 4% of values missing; every
+    `no_group_every`-th row without a patient id."""
+    rng = np.random.default_rng(seed)
+    n = n_patients * rows
+    x = rng.normal(size=(n, 6))
+    y = (x[:, 0] + x[:, 1] + rng.normal(scale=0.5, size=n) > 0).astype(int)
+    x[rng.random(x.shape) < 0.04] = np.nan
+    frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(6)]).assign(
+        row_id=np.arange(n), patient_id=[f"p{i // rows:04d}" for i in range(n)], target=y,
+        site=np.array(["A", "B", "C"])[(np.arange(n) // rows) % 3])
+    if no_group_every:
+        frame.loc[::no_group_every, "patient_id"] = None
+    frame.to_parquet(path, index=False)
+    return path
+
+
+class DriverRows:
+    """Row counts of every result a DataFrame hands to the driver (collect, toPandas, ...):
+    the real methods run, their results are only counted."""
+
+    def __init__(self, monkeypatch):
+        from pyspark.sql.classic.dataframe import DataFrame
+
+        self.sizes: list[tuple[str, int]] = []
+        for name, size in (("collect", len), ("toPandas", len), ("tail", len),
+                           ("toArrow", lambda t: t.num_rows)):
+            monkeypatch.setattr(DataFrame, name, self._wrap(getattr(DataFrame, name), name,
+                                                            size))
+
+        def forbidden(*_a, **_k):
+            raise AssertionError("toLocalIterator streams every row to the driver")
+
+        monkeypatch.setattr(DataFrame, "toLocalIterator", forbidden)
+
+    def _wrap(self, method, name, size):
+        def counted(df, *args, **kwargs):
+            out = method(df, *args, **kwargs)
+            self.sizes.append((name, size(out)))
+            return out
+        return counted
+
+    @property
+    def largest(self) -> int:
+        return max(n for _, n in self.sizes)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("scale")
+    return {"root": root, "table": table(str(root / "t.parquet"), no_group_every=50)}
+
+
+def cfg(**kw) -> TrainSettings:
+    doc = {"label": "target", "id_col": "row_id", "group_col": "patient_id", "n_boot": 20,
+           "eval_max_rows": EVAL_MAX, "impute_sample_rows": EVAL_MAX,
+           "selection": {"folds": 2, "metric": "roc_auc", "candidates": [
+               {"algorithm": "LogisticRegression", "params": {"maxIter": 20, "regParam": 0.01}}]},
+           **kw}
+    return TrainSettings.model_validate(doc)
+
+
+@pytest.fixture(scope="module")
+def runs(spark, data):
+    """The same selection twice under the driver guard: (A) engine auto on a lake given as a
+    file:// URI: LogisticRegression as its scikit-learn counterpart in Spark tasks, fold
+    imputers fitted in tasks; (B) training split over `sklearn_max_rows`: MLlib, imputers
+    from Spark aggregates."""
+    mp = pytest.MonkeyPatch()
+    guard = DriverRows(mp)
+    try:
+        a = run_train(spark, Settings(), f"file://{data['root']}/lake", table=data["table"],
+                      train=cfg())
+        b = run_train(spark, Settings(), str(data["root"] / "lake"), table=data["table"],
+                      train=cfg(sklearn_max_rows=1000))
+    finally:
+        mp.undo()
+    return {"a": a, "b": b, "guard": guard}
+
+
+def metrics_of(manifest) -> dict:
+    with open(os.path.join(manifest["outputs"]["model"], "metrics.json")) as fh:
+        return json.load(fh)
+
+
+def test_no_row_sized_result_reaches_the_driver(runs):
+    guard = runs["guard"]
+    print("driver results (method, rows):", guard.sizes)
+    assert len(guard.sizes) > 10
+    # 3000 rows, 600 patients: every result is bounded by a setting (eval_max_rows) or by the
+    # classes and folds, never by the rows or the patients
+    assert guard.largest <= EVAL_MAX, guard.sizes
+    for run in ("a", "b"):
+        doc = metrics_of(runs[run])
+        assert doc["evaluation"]["sampled"] is True
+        assert doc["evaluation"]["rows"] == doc["counts"]["test_rows_scored"] > EVAL_MAX
+        assert doc["evaluation"]["rows_used"] <= EVAL_MAX
+        assert doc["test"]["roc_auc"]["value"] > 0.8
+
+
+def test_engines_and_imputer_strategies(runs):
+    a, b = runs["a"], runs["b"]
+    assert a["best"]["kind"] == "sklearn" and b["best"]["kind"] == "mllib"
+    assert a["best"]["estimator"] == "sklearn.linear_model.LogisticRegression"
+    assert a["imputer"]["fitted_by"] == "spark_tasks"
+    assert b["imputer"]["fitted_by"] == "spark_aggregates"
+    assert "sklearn_max_rows=1000" in b["selection"][0]["note"]
+    # the same folds (group hash) and the same objective: MLlib and its counterpart agree
+    assert a["split"]["rows_by_fold"] == b["split"]["rows_by_fold"]
+    assert abs(a["best"]["cv_mean"] - b["best"]["cv_mean"]) < 0.01
+    # rows without a patient id are their own group, and say so
+    assert a["split"]["groups_without_id"] == 60
+    assert a["counts"]["rows"] == 3000 and a["counts"]["train_rows_rejected"] == 0
+    with open(os.path.join(a["outputs"]["model"], "metadata.json")) as fh:
+        meta = json.load(fh)
+    assert meta["imputer"]["fitted_by"] == "spark_tasks" and meta["kind"] == "sklearn"
+
+
+def test_models_on_other_filesystems(spark, runs, data):
+    """A model folder written to and read from pyarrow filesystems that are not the lake's:
+    a SubTreeFileSystem and an fsspec memory filesystem; same predictions."""
+    import pyarrow.fs as pafs
+
+    from medspark.models.folder import Folder
+    from medspark.spark.models.artifacts import load_bundle, write_folder
+    from medspark.spark.models.impute import accepted, impute
+
+    fsspec = pytest.importorskip("fsspec")
+    rows = spark.read.parquet(data["table"]).limit(200)
+    targets = [pafs.SubTreeFileSystem(str(data["root"] / "elsewhere"), pafs.LocalFileSystem()),
+               pafs.PyFileSystem(pafs.FSSpecHandler(fsspec.filesystem("memory")))]
+    for run in ("a", "b"):  # scikit-learn and MLlib
+        here = load_bundle(Folder.at(runs[run]["outputs"]["model"]))
+        feats = here.meta["input_features"]
+
+        def scores(bundle, feats=feats):
+            done = bundle.model.transform(accepted(impute(rows, bundle.imputer, feats)))
+            return done.select("row_id", "probability").toPandas().sort_values("row_id")
+
+        expected = scores(here)
+        for fs in targets:
+            folder = Folder(fs, f"models/{run}")
+            write_folder(folder, model=here.model, imputer=here.imputer,
+                         leaderboard=pd.DataFrame({"a": [1]}), metrics={}, metadata=here.meta)
+            assert folder.exists("metadata.json") and folder.exists("imputer/imputer.json")
+            there = load_bundle(folder)
+            assert there.kind == here.kind
+            got = scores(there)
+            np.testing.assert_allclose(np.vstack(got["probability"]),
+                                       np.vstack(expected["probability"]), rtol=0, atol=1e-12)
+
+
+def test_table_defaults_and_errors_before_spark(data, monkeypatch, capsys):
+    """`--table` with the shipped defaults (aggregate: auto -> none); a missing column is a
+    configuration error that names the setting, raised before a session is built."""
+    from medspark import session
+    from medspark.cli import main
+
+    settings = load_settings(None)
+    assert settings.train.aggregate == "auto" and settings.train.engine == "auto"
+    pre = preflight(settings, str(data["root"] / "lake"), data["table"], id_col="row_id",
+                    group_col="patient_id", label="target")
+    assert pre.aggregate == "none" and pre.key == "row_id"
+    with pytest.raises(ConfigError, match=r"'series_pseudo_uid' \(from train.series_col.*"
+                                          r"set train.aggregate=none"):
+        preflight(settings, str(data["root"] / "lake"), data["table"], id_col="row_id",
+                  group_col="patient_id", label="target",
+                  train=settings.train.model_copy(update={"aggregate": "series_max"}))
+
+    def no_spark(*_a, **_k):
+        raise AssertionError("Spark started before the configuration was checked")
+
+    monkeypatch.setattr(session, "build_session", no_spark)
+    code = main(["train", "--lake", str(data["root"] / "lake"), "--table", data["table"],
+                 "--id-col", "row_id", "--group-col", "nope", "--label", "target"])
+    err = capsys.readouterr().err
+    assert code == 2 and "'nope' (from train.group_col (--group-col))" in err
+    assert main(["config", "show", "--section", "train"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["train"]["engine"] == "auto" and shown["train"]["aggregate"] == "auto"
+
+
+def test_per_group_models_through_medspark_train(spark, tmp_path):
+    """`train.per_group: site`: one model per site, each selected on its own patients; a site
+    that cannot be fitted (one class) is an error row; predict scores each row by its site's
+    model and rejects the rows of a site without one."""
+    path = str(tmp_path / "sites.parquet")
+    frame = pd.read_parquet(table(path, n_patients=90, rows=3, seed=1))
+    site_d = frame[frame["target"] == 1].head(12).assign(
+        site="D", row_id=lambda f: f["row_id"] + 10_000, patient_id=lambda f: "d" + f["patient_id"])
+    frame = pd.concat([frame, site_d], ignore_index=True)
+    frame.to_parquet(path, index=False)
+    lake = str(tmp_path / "lake")
+    manifest = run_train(spark, Settings(), lake, table=path, train=cfg(
+        per_group="site", eval_max_rows=1000, selection={"folds": 2, "metric": "roc_auc",
+                                                         "candidates": [
+            {"algorithm": "sklearn.linear_model.LogisticRegression", "grid": {"C": [0.1, 1.0]}},
+            {"algorithm": "DecisionTreeClassifier", "params": {"maxDepth": 3}}]}))
+    out = manifest["outputs"]["model"]
+    groups = pd.read_parquet(os.path.join(out, "group_models.parquet")).set_index("site")
+    assert sorted(groups.index) == ["A", "B", "C", "D"]
+    assert groups.loc[["A", "B", "C"], "error"].isna().all()
+    assert groups.loc["D", "model"] is None and groups.loc["D", "error"]
+    assert (groups.loc[["A", "B", "C"], "n_rows"] == 90).all()
+    assert manifest["counts"]["groups_fitted"] == 3 and manifest["test_metrics"]["roc_auc"] > 0.8
+    predicted = run_predict(spark, Settings(), lake, manifest["model_id"], table=path,
+                            run_date=dt.date(2026, 3, 1))
+    assert predicted["counts"]["predicted"] == 270
+    assert predicted["counts"]["rejected_by_step"] == {"no_group_model": 12}
+    scored = read(predicted["outputs"]["predictions"]).set_index("row_id").sort_index()
+    a_rows = frame[frame["site"] == "A"].set_index("row_id").sort_index()
+    bundle = pickle.loads(groups.loc["A", "model"])
+    imputed = bundle["imputer"].transform(a_rows.reset_index()).frame
+    expected = bundle["pipeline"].predict_proba(imputed[bundle["features"]])[:, 1]
+    np.testing.assert_allclose(scored.loc[a_rows.index, "score"], expected, rtol=0, atol=1e-12)
