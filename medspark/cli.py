@@ -318,12 +318,15 @@ def model_summary(manifest: dict) -> str:
         lines.append("  held-out test metrics (patient-grouped, bootstrap 95% CI):")
         lines += [_metric_line(k, v) for k, v in doc["test"].items()
                   if isinstance(v, dict) and "value" in v]
-    for key, value in (manifest.get("counts") or {}).items():
-        lines.append(f"  {key:<20} {value}")
-    for key, value in (manifest.get("outputs") or {}).items():
-        lines.append(f"  {key:<20} {value}")
-    lines.append(f"  {'manifest':<20} {manifest['manifest_path']}")
-    return "\n".join(lines)
+    return "\n".join(lines + manifest_lines(manifest))
+
+
+def manifest_lines(manifest: dict) -> list[str]:
+    """A job's counts, outputs and manifest path, one aligned line each (the end of a
+    summary)."""
+    lines = [f"  {key:<20} {value}" for key, value in (manifest.get("counts") or {}).items()]
+    lines += [f"  {key:<20} {value}" for key, value in (manifest.get("outputs") or {}).items()]
+    return [*lines, f"  {'manifest':<20} {manifest['manifest_path']}"]
 
 
 COMMANDS = {"sample": _cmd_sample, "ingest": _cmd_ingest, "masks": _cmd_masks,

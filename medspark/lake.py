@@ -333,15 +333,37 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def read_text(path: str) -> str | None:
+    """A small text file's content, or None when there is none."""
+    if is_local(path):
+        target = local_path(path)
+        if not os.path.isfile(target):
+            return None
+        with open(target) as fh:
+            return fh.read()
+    import pyarrow.fs as pafs
+
+    fs, p = pafs.FileSystem.from_uri(path)
+    if fs.get_file_info(p).type == pafs.FileType.NotFound:
+        return None
+    with fs.open_input_stream(p) as fh:
+        return fh.read().decode()
+
+
 def write_text(path: str, text: str) -> None:
-    """Write a small text file: atomically (temp + rename) on a local lake, through pyarrow's
+    """Write a small text file (see `write_bytes`)."""
+    write_bytes(path, text.encode())
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Write a small file: atomically (temp + rename) on a local lake, through pyarrow's
     filesystem otherwise."""
     if is_local(path):
         path = local_path(path)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as fh:
-            fh.write(text)
+        with open(tmp, "wb") as fh:
+            fh.write(data)
         os.replace(tmp, path)
         return
     import pyarrow.fs as pafs
@@ -349,7 +371,7 @@ def write_text(path: str, text: str) -> None:
     fs, p = pafs.FileSystem.from_uri(path)
     fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
     with fs.open_output_stream(p) as out:
-        out.write(text.encode())
+        out.write(data)
 
 
 def _remove_tree(path: str) -> None:

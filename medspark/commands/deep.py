@@ -92,7 +92,7 @@ def check_device(device: str, local_mode: bool) -> None:
 
 def summary(manifest: dict) -> str:
     """Human summary of a deep train / embed run."""
-    from medspark.cli import _metric_line
+    from medspark.cli import _metric_line, manifest_lines
 
     lines = [f"{manifest['job']} run {manifest['run_id']} ({manifest['spark']['master']}) in "
              f"{manifest['duration_s']:.1f}s", f"  model                {manifest['model_id']}"]
@@ -114,12 +114,7 @@ def summary(manifest: dict) -> str:
             test = json.load(fh)["test"]
         lines += [_metric_line(k, v) for k, v in test.items()
                   if isinstance(v, dict) and isinstance(v.get("value"), int | float)]
-    for key, value in (manifest.get("counts") or {}).items():
-        lines.append(f"  {key:<20} {value}")
-    for key, value in (manifest.get("outputs") or {}).items():
-        lines.append(f"  {key:<20} {value}")
-    lines.append(f"  {'manifest':<20} {manifest['manifest_path']}")
-    return "\n".join(lines)
+    return "\n".join(lines + manifest_lines(manifest))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.dates import DateFormatter, DayLocator
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -76,10 +77,17 @@ def quality_trend(points: Sequence[TrendPoint], tonight: dt.date | None = None) 
     if tonight is not None and tonight in dates:
         ax.axvline(tonight, color="black", lw=0.8, ls=":", label="tonight")
     ax.set(ylabel="count", title=f"Quality over the last {len(pts)} night(s)")
-    ax.set_ylim(bottom=0)
+    top = max([1] + [p.quarantined for p in pts] + [p.step_errors for p in pts])
+    ax.set_ylim(bottom=0, top=top * 1.1)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
+    # one tick per night at most (matplotlib's auto locator would tick hours between 2 nights)
+    span = (dates[-1] - dates[0]).days
+    ax.xaxis.set_major_locator(DayLocator(interval=max(1, math.ceil(span / 8))))
+    ax.xaxis.set_major_formatter(DateFormatter("%m-%d"))
+    if len(dates) == 1:
+        ax.set_xlim(dates[0] - dt.timedelta(days=1), dates[0] + dt.timedelta(days=1))
     fig.autofmt_xdate()
     return to_data_uri(fig)
 

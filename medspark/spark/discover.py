@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import time
 from typing import Any
 
@@ -37,7 +36,7 @@ from medspark.discover import correlation
 from medspark.discover import plots as dplots
 from medspark.discover import summary as dsummary
 from medspark.discover.request import DiscoverRequest
-from medspark.lake import Lake, is_local, local_path
+from medspark.lake import Lake, read_text, write_bytes
 from medspark.spark import (
     discover_clusters,
     discover_drift,
@@ -101,38 +100,8 @@ def _spark_frame(spark: SparkSession, pdf: pd.DataFrame, schema: T.StructType) -
     return spark.createDataFrame(rows, schema)
 
 
-def _write_bytes(path: str, data: bytes) -> None:
-    """A small file beside the tables (atomic on a local lake, pyarrow's filesystem else)."""
-    if is_local(path):
-        target = local_path(path)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        tmp = f"{target}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, target)
-        return
-    import pyarrow.fs as pafs
-
-    fs, p = pafs.FileSystem.from_uri(path)
-    fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(p) as out:
-        out.write(data)
 
 
-def _read_text(path: str) -> str | None:
-    if is_local(path):
-        target = local_path(path)
-        if not os.path.isfile(target):
-            return None
-        with open(target) as fh:
-            return fh.read()
-    import pyarrow.fs as pafs
-
-    fs, p = pafs.FileSystem.from_uri(path)
-    if fs.get_file_info(p).type == pafs.FileType.NotFound:
-        return None
-    with fs.open_input_stream(p) as fh:
-        return fh.read().decode()
 
 
 # --------------------------------------------------------------------------- feature space
@@ -311,14 +280,14 @@ def _run(spark: SparkSession, settings: Settings, request: DiscoverRequest, lake
         for key, png in pngs.items():
             if png:
                 rel = f"plots/{name}/{key}.png"
-                _write_bytes(f"{day_dir}/{rel}", png)
+                write_bytes(f"{day_dir}/{rel}", png)
                 entry["plots"][key] = rel
     entry["headlines"] = dsummary.headlines(entry)
     entry["timings_s"] = timings
-    old = _read_text(f"{day_dir}/summary.json")
+    old = read_text(f"{day_dir}/summary.json")
     doc = dsummary.merge(json.loads(old) if old else None, run_date.isoformat(),
                          jsonable.finite(entry))
-    _write_bytes(f"{day_dir}/summary.json", json.dumps(doc, indent=2, default=str).encode())
+    write_bytes(f"{day_dir}/summary.json", json.dumps(doc, indent=2, default=str).encode())
     outputs["summary"] = f"{day_dir}/summary.json"
     sampled = {k: v for k, v in {
         "clusters": (entry.get("clusters") or {}).get("sample"),

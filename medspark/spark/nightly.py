@@ -18,7 +18,6 @@ with why, counts, durations, outputs with the versions committed). Exit codes: 0
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import time
@@ -31,6 +30,7 @@ from pyspark.sql import SparkSession
 
 from medspark.config import ConfigError, Settings, settings_dict
 from medspark.faults import crash_point
+from medspark.jsonable import short_hash
 from medspark.lake import Lake, new_run_id
 from medspark.nightly.lock import acquire
 from medspark.nightly.progress import Progress, TaskPoller
@@ -85,8 +85,8 @@ def night_settings(settings: Settings, date: dt.date) -> Settings:
 
 
 def config_hash(settings: Settings) -> str:
-    text = json.dumps(settings_dict(settings), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """The settings' identity in the state file (a stage is reused only under the same)."""
+    return short_hash(settings_dict(settings))
 
 
 def resolve_model(lake: Lake, model: str) -> str | None:
