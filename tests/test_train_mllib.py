@@ -209,7 +209,8 @@ def test_multiclass(spark, small):
 
 
 def test_same_config_data_seed_same_metrics(spark, small):
-    cfg = config(n_boot=50, features=["f*"], selection={"folds": 2, "candidates": [
+    # engine auto: the forest is fitted as its scikit-learn counterpart (seeded too)
+    cfg = config(n_boot=50, features=["f*"], engine="auto", selection={"folds": 2, "candidates": [
         {"algorithm": "RandomForestClassifier", "params": {"numTrees": 5, "maxDepth": 3}}]})
     lake = os.path.join(small["root"], "lake_det")
     first = run_train(spark, Settings(), lake, table=small["binary"], train=cfg)
@@ -238,7 +239,9 @@ def test_patient_label_does_not_leak(spark, tmp_path):
         target=rng.integers(0, 2, n_patients)[patient])
     path = str(tmp_path / "leak.parquet")
     frame.to_parquet(path, index=False)
-    cfg = config(n_boot=20, selection={"folds": 3, "metric": "roc_auc", "candidates": [
+    # engine auto (scikit-learn counterpart): the split, not the engine, is under test here
+    cfg = config(n_boot=20, engine="auto", selection={"folds": 3, "metric": "roc_auc",
+                                                      "candidates": [
         {"algorithm": "RandomForestClassifier", "params": {"numTrees": 20}}]})
     grouped = run_train(spark, Settings(), str(tmp_path / "lake"), table=path, train=cfg)
     print("leakage: grouped CV AUC", grouped["best"]["cv_mean"], "test AUC",
