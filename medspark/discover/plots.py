@@ -7,26 +7,10 @@ returns the PNG bytes, or None when there is nothing to draw; the caller writes 
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
-DPI = 100
-
-
-def _figure(size: tuple[float, float]) -> Figure:
-    fig = Figure(figsize=size, dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _png(fig: Figure) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
-    return buf.getvalue()
+from medspark.figures import figure, png_bytes
 
 
 def cluster_profiles(profile: pd.DataFrame, shares: dict[int, float] | None = None,
@@ -39,7 +23,7 @@ def cluster_profiles(profile: pd.DataFrame, shares: dict[int, float] | None = No
     data = profile[cols].to_numpy(dtype=float)
     lim = float(np.nanmax(np.abs(data))) if np.isfinite(data).any() else 1.0
     longest = max(len(c) for c in cols)  # rotated tick labels need room below the axes
-    fig = _figure((max(5.0, 0.35 * len(cols) + 3.0), 1.5 + 0.5 * len(profile) + 0.06 * longest))
+    fig = figure((max(5.0, 0.35 * len(cols) + 3.0), 1.5 + 0.5 * len(profile) + 0.06 * longest))
     ax = fig.add_subplot()
     im = ax.imshow(data, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
     ax.set_xticks(range(len(cols)), cols, rotation=60, ha="right", fontsize=7)
@@ -49,7 +33,7 @@ def cluster_profiles(profile: pd.DataFrame, shares: dict[int, float] | None = No
     ax.set_ylabel("cluster")
     ax.set_title("Cluster profiles (standardised mean difference vs other rows)")
     fig.colorbar(im, ax=ax, shrink=0.8)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def k_selection(scores: list[dict]) -> bytes | None:
@@ -57,7 +41,7 @@ def k_selection(scores: list[dict]) -> bytes | None:
     if not scores:
         return None
     ks = [s["k"] for s in scores]
-    fig = _figure((5.0, 3.5))
+    fig = figure((5.0, 3.5))
     ax = fig.add_subplot()
     ax.plot(ks, [np.nan if s["silhouette"] is None else s["silhouette"] for s in scores],
             "o-", label="silhouette")
@@ -68,7 +52,7 @@ def k_selection(scores: list[dict]) -> bytes | None:
     ax.set_xticks(ks)
     ax.set_title("Choice of k")
     ax.legend(fontsize=8)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def feature_tests(table: pd.DataFrame, n: int = 15) -> bytes | None:
@@ -78,7 +62,7 @@ def feature_tests(table: pd.DataFrame, n: int = 15) -> bytes | None:
     top = table.head(n).iloc[::-1]
     use_auc = top["auc"].notna().any()
     values = top["auc"] if use_auc else top["effect_size"]
-    fig = _figure((6.0, 0.3 * len(top) + 1.5))
+    fig = figure((6.0, 0.3 * len(top) + 1.5))
     ax = fig.add_subplot()
     colors = ["tab:red" if s else "tab:gray" for s in top["significant"].fillna(False)]
     base = 0.5 if use_auc else 0.0
@@ -89,7 +73,7 @@ def feature_tests(table: pd.DataFrame, n: int = 15) -> bytes | None:
         ax.set_xlim(0, 1)
     ax.tick_params(axis="y", labelsize=7)
     ax.set_title("Features against the label (red: significant after FDR)")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def trends(table: pd.DataFrame, tests: pd.DataFrame, n: int = 4) -> bytes | None:
@@ -97,7 +81,7 @@ def trends(table: pd.DataFrame, tests: pd.DataFrame, n: int = 4) -> bytes | None
     chosen = tests[tests["trending"].fillna(False) & (tests["feature"] != "label_rate")].head(n)
     if chosen.empty:
         return None
-    fig = _figure((6.0, 2.2 * len(chosen)))
+    fig = figure((6.0, 2.2 * len(chosen)))
     axes = fig.subplots(len(chosen), 1, squeeze=False)[:, 0]
     for ax, (_, t) in zip(axes, chosen.iterrows(), strict=True):
         s = table[(table["split"] == t["split"]) & (table["stratum"] == t["stratum"])
@@ -108,7 +92,7 @@ def trends(table: pd.DataFrame, tests: pd.DataFrame, n: int = 4) -> bytes | None
         where = "" if t["split"] == "all" else f" [{t['split']}={t['stratum']}]"
         ax.set_title(f"{t['feature']}{where}: slope {t['slope']:+.3g}/period, "
                      f"q={t['q_value']:.2g}", fontsize=9)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def drift(table: pd.DataFrame, threshold: float, n: int = 20) -> bytes | None:
@@ -116,7 +100,7 @@ def drift(table: pd.DataFrame, threshold: float, n: int = 20) -> bytes | None:
     if table.empty:
         return None
     top = table.sort_values("psi", ascending=False).head(n).iloc[::-1]
-    fig = _figure((6.0, 0.3 * len(top) + 1.5))
+    fig = figure((6.0, 0.3 * len(top) + 1.5))
     ax = fig.add_subplot()
     colors = ["tab:red" if d else "tab:gray" for d in top["drifted"].fillna(False)]
     ax.barh([f"{k}: {m}" if k != "feature" else m for k, m in zip(top["kind"], top["name"],
@@ -126,4 +110,4 @@ def drift(table: pd.DataFrame, threshold: float, n: int = 20) -> bytes | None:
     ax.set_xlabel("PSI (batch vs reference)")
     ax.tick_params(axis="y", labelsize=7)
     ax.set_title("Drift (red: drifted)")
-    return _png(fig)
+    return png_bytes(fig)

@@ -68,7 +68,7 @@ def _features(rng: np.random.Generator, n_tonight: int) -> DataSection:
 
 
 def _discovery(folder: Path, rng: np.random.Generator) -> None:
-    from medspark.report.plots import _figure
+    from medspark.figures import figure as _figure
 
     folder.mkdir(parents=True, exist_ok=True)
     fig = _figure((4.0, 3.0))

@@ -7,21 +7,17 @@ dollar sign instead of starting matplotlib's mathtext (which would fail on unbal
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import io
 import math
 from collections.abc import Sequence
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.dates import DateFormatter, DayLocator
-from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from medspark.figures import figure, to_data_uri
 from medspark.report.model import FeatureDrift, Histogram, Stage, TrendPoint
 
-DPI = 100
 STATUS_COLOURS = {"ok": "#2e7d32", "failed": "#c62828", "skipped": "#9e9e9e"}
 TONIGHT, PREVIOUS, FLAG = "#1565c0", "#9e9e9e", "#c62828"
 
@@ -34,17 +30,6 @@ def _plain(text: object, limit: int = 48) -> str:
     return s.replace("$", r"\$")
 
 
-def _figure(size: tuple[float, float]) -> Figure:
-    fig = Figure(figsize=size, dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def to_data_uri(fig: Figure) -> str:
-    """The figure as a `data:image/png;base64,...` URI."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def stage_durations(stages: Sequence[Stage]) -> str | None:
@@ -52,7 +37,7 @@ def stage_durations(stages: Sequence[Stage]) -> str | None:
     timed = [s for s in stages if s.duration_s is not None]
     if not timed:
         return None
-    fig = _figure((7.0, 0.45 * len(timed) + 1.2))
+    fig = figure((7.0, 0.45 * len(timed) + 1.2))
     ax = fig.add_subplot()
     y = np.arange(len(timed))
     ax.barh(y, [s.duration_s for s in timed],
@@ -70,7 +55,7 @@ def quality_trend(points: Sequence[TrendPoint], tonight: dt.date | None = None) 
         return None
     pts = sorted(points, key=lambda p: p.date)[-30:]
     dates = [p.date for p in pts]
-    fig = _figure((7.5, 3.0))
+    fig = figure((7.5, 3.0))
     ax = fig.add_subplot()
     ax.plot(dates, [p.quarantined for p in pts], marker="o", ms=3, label="quarantined files")
     ax.plot(dates, [p.step_errors for p in pts], marker="s", ms=3, label="images failing a step")
@@ -98,7 +83,7 @@ def histogram(hist: Histogram, *, title: str, xlabel: str, colour: str = TONIGHT
         return None
     edges = np.asarray(hist.edges, dtype=float)
     widths = np.diff(edges)
-    fig = _figure((6.0, 2.8))
+    fig = figure((6.0, 2.8))
     ax = fig.add_subplot()
     if np.allclose(widths, widths[0]):
         ax.bar(edges[:-1], hist.counts, width=widths, align="edge", color=colour,
@@ -161,7 +146,7 @@ def feature_small_multiples(features: Sequence[FeatureDrift], max_panels: int = 
     shown = ordered[:max_panels]
     cols = min(cols, len(shown))
     rows = math.ceil(len(shown) / cols)
-    fig = _figure((2.3 * cols, 1.9 * rows + 0.4))
+    fig = figure((2.3 * cols, 1.9 * rows + 0.4))
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax, f in zip(axes.flat, shown, strict=False):
         _panel(ax, f)
