@@ -30,8 +30,9 @@ check-java: $(STAMP)
 		  echo "       Debian/Ubuntu: sudo apt-get install openjdk-17-jre-headless"; exit 1; }
 
 # The sample arrives over two nights (the second brings new patients); each night is one
-# `medspark nightly` run; a model trained after night 1 scores night 2; then a small CNN trains
-# on both nights' planes (`medspark deep train`, a few epochs); the morning reports
+# `medspark nightly` run; after night 1 a small CNN trains on its planes for a few epochs
+# (`medspark deep train`), then a radiomics model (`medspark train`, the latest, so it is the
+# one that scores night 2); the morning reports
 # land in $(DEMO)/lake/reports/.
 demo: $(STAMP) check-java
 	rm -rf $(DEMO)
@@ -40,12 +41,12 @@ demo: $(STAMP) check-java
 	cp -r $(DEMO)/sample/nights/1/. $(DEMO)/export/
 	$(BIN)/medspark nightly --input $(DEMO)/export --lake $(DEMO)/lake \
 		--labels $(DEMO)/sample/labels.csv --date 2026-11-01 --set privacy.allow_demo_key=true
+	$(BIN)/medspark deep train --lake $(DEMO)/lake --arch cnn --set deep.epochs=8 \
+		--set deep.validation_folds=3
 	$(BIN)/medspark train --lake $(DEMO)/lake
 	cp -r $(DEMO)/sample/nights/2/. $(DEMO)/export/
 	$(BIN)/medspark nightly --input $(DEMO)/export --lake $(DEMO)/lake \
 		--labels $(DEMO)/sample/labels.csv --date 2026-11-02 --set privacy.allow_demo_key=true
-	$(BIN)/medspark deep train --lake $(DEMO)/lake --arch cnn --set deep.epochs=8 \
-		--set deep.validation_folds=3
 	@echo "morning report: $(DEMO)/lake/reports/2026-11-02/index.html"
 	@echo "all nights:     $(DEMO)/lake/reports/index.html"
 
