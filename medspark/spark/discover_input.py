@@ -12,6 +12,7 @@ statistics (count, mean, SD, quartiles, rule bins) every analysis shares.
 from __future__ import annotations
 
 import fnmatch
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,8 @@ from medspark.discover.request import DiscoverRequest
 from medspark.lake import Lake
 from medspark.schema import CATALOG_ARROW
 from medspark.spark.discover_bins import J, V, melt
+
+log = logging.getLogger(__name__)
 
 ID, GROUP, DATE, IN_BATCH, LABEL = "_id", "_group", "_date", "_in_batch", "_label"
 NUMERIC = (T.DoubleType, T.FloatType, T.IntegerType, T.LongType, T.ShortType, T.DecimalType,
@@ -87,7 +90,14 @@ class DiscoverInput:
         return f"{self.label_col}="
 
     def release(self) -> None:
-        self.df.unpersist()
+        """Drop the cached input. Called in a `finally`: a failure here (e.g. the Spark
+        context already stopped by the error being raised) is logged, never raised over the
+        error that matters."""
+        try:
+            self.df.unpersist()
+        except Exception as e:  # noqa: BLE001 - see the docstring
+            log.warning("discover: could not release the cached input: %s",
+                        str(e).splitlines()[0] if str(e) else type(e).__name__)
 
 
 def read_features(spark: SparkSession, lake: Lake, request: DiscoverRequest) -> DataFrame:
