@@ -26,9 +26,6 @@ DEPLOY = ROOT / "deploy"
 WRAPPER = DEPLOY / "medspark-nightly.sh"
 AIRFLOW_VERSION = "3.3.2"
 AIRFLOW_VENV = Path(os.environ.get("MEDSPARK_AIRFLOW_VENV", ROOT / "build" / "airflow-venv"))
-OFFLINE_HINTS = ("NewConnectionError", "Temporary failure in name resolution", "Network is "
-                 "unreachable", "No matching distribution found", "Could not find a version",
-                 "ConnectionError", "ReadTimeoutError", "Max retries exceeded")
 
 
 # ---------------------------------------------------------------- the cron/systemd wrapper ---
@@ -150,8 +147,6 @@ def _airflow_python() -> Path:
         if proc.returncode != 0:
             shutil.rmtree(AIRFLOW_VENV, ignore_errors=True)
             tail = (proc.stdout + proc.stderr).strip()[-600:]
-            if any(hint in tail for hint in OFFLINE_HINTS):
-                pytest.skip(f"PyPI unreachable, cannot install apache-airflow: {tail[-200:]}")
             raise AssertionError(f"pip install apache-airflow failed:\n{tail}")
         marker.touch()
         return python

@@ -21,7 +21,7 @@ DATE = dt.date(2025, 3, 14)
 @pytest.fixture(scope="module")
 def browser():
     if chromium_path() is None:
-        pytest.skip("chromium is not installed (Debian: apt-get install chromium; .ci/run "
+        pytest.fail("chromium is not installed (Debian: apt-get install chromium; .ci/run "
                     "installs it)")
     with Browser() as b:
         yield b

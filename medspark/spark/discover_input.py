@@ -11,7 +11,6 @@ statistics (count, mean, SD, quartiles, rule bins) every analysis shares.
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,12 +26,11 @@ from medspark.discover.request import DiscoverRequest
 from medspark.lake import Lake
 from medspark.schema import CATALOG_ARROW
 from medspark.spark.discover_bins import J, V, melt
+from medspark.spark.train import NUMERIC, choose_features
 
 log = logging.getLogger(__name__)
 
 ID, GROUP, DATE, IN_BATCH, LABEL = "_id", "_group", "_date", "_in_batch", "_label"
-NUMERIC = (T.DoubleType, T.FloatType, T.IntegerType, T.LongType, T.ShortType, T.DecimalType,
-           T.ByteType)
 CATEGORICAL = (T.StringType, T.BooleanType)
 LAKE_METADATA = ("modality", "body_part", "manufacturer", "pixel_spacing_mm")
 # features/ columns that are neither features nor metadata
@@ -132,24 +130,6 @@ def raw_frame(spark: SparkSession, request: DiscoverRequest, cfg: DiscoverSettin
                 "catalog_version": lake.reads.get("catalog"), "joined_from_catalog": joined}
 
 
-def _choose_features(df: DataFrame, cfg: DiscoverSettings, reserved: set[str],
-                     lake_mode: bool) -> list[str]:
-    numeric = [f.name for f in df.schema.fields
-               if isinstance(f.dataType, NUMERIC) and f.name not in reserved]
-    if cfg.features:
-        out = [c for c in numeric if any(fnmatch.fnmatchcase(c, p) for p in cfg.features)]
-        absent = [p for p in cfg.features if not any(fnmatch.fnmatchcase(c, p) for c in out)]
-        if absent:
-            raise ConfigError(f"discover.features: no numeric column matches {absent}")
-        return out
-    if lake_mode:
-        from medspark.features import feature_names
-
-        known = set(feature_names(None))
-        numeric = [c for c in numeric if c in known]
-    if not numeric:
-        raise ConfigError("no numeric feature column in the input")
-    return numeric
 
 
 def _choose_metadata(df: DataFrame, cfg: DiscoverSettings, reserved: set[str],
@@ -195,7 +175,8 @@ def prepare(spark: SparkSession, request: DiscoverRequest, cfg: DiscoverSettings
     label, group, date, batch = (have(cfg.label), have(cfg.group_col), have(cfg.date_col),
                                  have(cfg.batch_col))
     reserved = {c for c in (cfg.id_col, label, group, date, batch) if c}
-    features = _choose_features(raw, cfg, reserved, lake_mode)
+    features = choose_features(raw, list(cfg.features or []), sorted(reserved), lake_mode,
+                               setting="discover.features")
     metadata = [m for m in _choose_metadata(raw, cfg, reserved, features, lake_mode)
                 if m in present]
     if "feature_error" in raw.columns:

@@ -52,7 +52,8 @@ __all__ = ["aggregate_series", "data_fingerprint", "encode_label", "preflight",
            "read_features", "run_train", "sha", "test_metrics", "versions", "write_plots"]
 
 log = logging.getLogger(__name__)
-NUMERIC = (T.DoubleType, T.FloatType, T.IntegerType, T.LongType, T.ShortType, T.DecimalType)
+NUMERIC = (T.DoubleType, T.FloatType, T.IntegerType, T.LongType, T.ShortType, T.DecimalType,
+           T.ByteType)
 MAX_CLASSES = 1000
 ERROR_COL = "feature_error"
 LAKE_RESERVED = ("slice_position", "plane_index")
