@@ -8,27 +8,23 @@ Identifiers are pseudonymised here, inside the worker, so raw values never reach
 from __future__ import annotations
 
 import hashlib
-import os
-import stat
-import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from medspark.ingest.source_read import read_source
 from medspark.ingest.staged import LabelLookup, Staging, stage_rows
 from medspark.io.read import read_image
 from medspark.io.types import DecodedImage, Limits, ReadError
 from medspark.privacy.profile import scrub
 from medspark.privacy.pseudonym import Pseudonymizer
 from medspark.schema import INGEST_ROW_ARROW
-from medspark.uris import is_local, local_path
 from medspark.worker import freeze_long_lived
 
 ROW_COLUMNS = INGEST_ROW_ARROW.names
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -51,61 +47,6 @@ class IngestContext:
 def image_id(source_sha256: str, plane_index: int) -> str:
     """Deterministic id of one plane: the same bytes give the same ids in every run."""
     return hashlib.sha256(f"{source_sha256}:{plane_index}".encode()).hexdigest()[:32]
-
-
-def with_timeout(fn: Callable[[], T], timeout_s: float, what: str) -> T:
-    """Run a blocking read in a daemon thread and give up after `timeout_s` (a hung network
-    mount or object store must not hang the job: the file is quarantined and the task goes
-    on; the stuck thread is abandoned)."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
-            box["error"] = e
-
-    thread = threading.Thread(target=target, daemon=True, name="medspark-read")
-    thread.start()
-    thread.join(timeout_s)
-    if thread.is_alive():
-        raise ReadError("read_timeout", f"{what} took longer than {timeout_s:g} s")
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
-def read_source(uri: str, limits: Limits, timeout_s: float | None = None) -> bytes:
-    """Read a file's bytes in the Python worker: a regular file only (a FIFO, socket or device
-    is never opened: opening a FIFO blocks forever), size limit checked before reading, the
-    whole read bounded by `timeout_s`."""
-    if is_local(uri):
-        path = local_path(uri)
-        st = os.stat(path)
-        if not stat.S_ISREG(st.st_mode):
-            kind = ("directory" if stat.S_ISDIR(st.st_mode) else "FIFO" if stat.S_ISFIFO(
-                st.st_mode) else "socket" if stat.S_ISSOCK(st.st_mode) else "device")
-            raise ReadError("not_a_regular_file", f"not a regular file ({kind})")
-        limits.check_file_bytes(st.st_size)
-
-        def read() -> bytes:
-            with open(path, "rb") as fh:
-                return fh.read()
-    else:
-        from pyarrow import fs as pafs
-
-        filesystem, path = pafs.FileSystem.from_uri(uri)
-        info = filesystem.get_file_info(path)
-        if info.type == pafs.FileType.NotFound:
-            raise FileNotFoundError(uri)
-        if info.type != pafs.FileType.File:
-            raise ReadError("not_a_regular_file", f"not a regular file ({info.type.name})")
-        limits.check_file_bytes(info.size or 0)
-
-        def read() -> bytes:
-            with filesystem.open_input_stream(path) as stream:
-                return stream.read()
-    return read() if timeout_s is None else with_timeout(read, timeout_s, "reading the file")
 
 
 def _value(v: Any) -> Any:

@@ -65,7 +65,7 @@ MASK_ROW = StructType([
 
 def _rasterise_group(group: pd.DataFrame, key: bytes, max_shift_days: int) -> pd.DataFrame:
     """applyInPandas body: one RTSTRUCT and the planes of its study -> mask rows."""
-    from medspark.ingest.records import read_source
+    from medspark.ingest.source_read import read_source
     from medspark.io.types import Limits
     from medspark.planes import encode_mask
     from medspark.privacy.pseudonym import Pseudonymizer
@@ -191,7 +191,7 @@ def _label_planes(batches, pattern: str, replacement: str):
     """mapInPandas body: label files -> one row per (plane, non-zero label value)."""
     import numpy as np
 
-    from medspark.ingest.records import read_source
+    from medspark.ingest.source_read import read_source
     from medspark.io.read import read_image
     from medspark.io.types import Limits, ReadError
     from medspark.planes import encode_mask
