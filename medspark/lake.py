@@ -547,10 +547,12 @@ def _duplicate_rows_local(table_uri: str, staged: list[StagedFile], scoped: Snap
     root = root.rstrip("/")
 
     def key_rows(path: str, values: dict[str, str | None], filesystem) -> list[tuple]:
-        present = set(pq.read_schema(path, filesystem=filesystem).names)
-        data_keys = [k for k in keys if k not in values and k in present]
-        table = pq.read_table(path, columns=data_keys, filesystem=filesystem)
-        n = pq.read_metadata(path, filesystem=filesystem).num_rows
+        with (filesystem.open_input_file(path) if filesystem else open(path, "rb")) as fh:
+            parquet = pq.ParquetFile(fh)  # one open: schema, row count and the key columns
+            present = set(parquet.schema_arrow.names)
+            data_keys = [k for k in keys if k not in values and k in present]
+            table = parquet.read(columns=data_keys)
+            n = parquet.metadata.num_rows
         # a key column an older file lacks (added to the table since) reads as null
         cols = {k: table.column(k).to_pylist() if k in data_keys else [None] * n
                 for k in keys if k not in values}

@@ -58,11 +58,17 @@ def planes_frame(spark: SparkSession, lake: Lake, dates: list[dt.date] | None = 
 
 def not_yet_done(spark: SparkSession, lake: Lake, frame: DataFrame, table: str) -> DataFrame:
     """The rows of `frame` whose image has no row yet in `table` (the configuration's own
-    table, current version)."""
+    table, current version). Call it on the frame as read, before any Python transform: the
+    check below scans only the ids."""
     if not lake.exists(table):
         return frame
     done = lake.read(spark, table).select("image_id").distinct()
-    return frame.join(done, "image_id", "left_anti")
+    todo = frame.join(done, "image_id", "left_anti")
+    # a re-run of a finished night: an id scan finds nothing to do, and the empty plan that
+    # follows reads no pixels (Spark turns `limit(0)` into an empty relation)
+    if todo.select("image_id").isEmpty():
+        return todo.limit(0)
+    return todo
 
 
 def output(lake: Lake, table: str) -> dict:
@@ -138,7 +144,8 @@ def feature_set_hash(settings: Settings) -> str:
 
 
 def _feature_input(spark: SparkSession, settings: Settings, lake: Lake,
-                   dates: list[dt.date] | None) -> DataFrame:
+                   dates: list[dt.date] | None, table: str) -> DataFrame:
+    """The planes (and masks) of `dates` that `table`, the feature set, lacks."""
     f = settings.features
     if f.source == "preprocessed":
         frame = lake.read(spark, table_of("preprocessed", pipeline_hash(settings))).where(
@@ -146,13 +153,15 @@ def _feature_input(spark: SparkSession, settings: Settings, lake: Lake,
         frame = _dates(frame, dates)
         if f.modalities:
             frame = frame.where(F.col("modality").isin(f.modalities))
+        frame = not_yet_done(spark, lake, frame, table)
         if f.mask == "none":  # the preprocessed rows carry their segment mask (or null)
             frame = frame.drop("mask")
         elif f.mask == "table":
             frame = frame.drop("mask").join(_mask_table(spark, lake, f.mask_source),
                                             "image_id")
         return frame
-    frame = planes_frame(spark, lake, dates, f.modalities or None)
+    frame = not_yet_done(spark, lake, planes_frame(spark, lake, dates, f.modalities or None),
+                         table)
     if f.mask == "segment" and settings.imaging.segment:
         frame = Segmenter(steps=settings.imaging.segment).transform(frame)
     elif f.mask == "table":
@@ -177,8 +186,7 @@ def run_features(spark: SparkSession, settings: Settings, lake_root: str,
                                  useMask=f.mask != "none", maxMatrixBytes=f.max_matrix_bytes)
     with job_run(lake, "features", run_id) as run:
         table = table_of("features", digest)
-        frame = not_yet_done(spark, lake, _feature_input(spark, settings, lake, dates), table)
-        out = extractor.transform(frame)
+        out = extractor.transform(_feature_input(spark, settings, lake, dates, table))
         if "roi_name" not in out.columns:
             out = out.withColumn("roi_name", F.lit(None).cast("string"))
         out = out.drop(*[c for c in ("segment_error",) if c in out.columns]) \
