@@ -89,7 +89,10 @@ def child(rows: int, features: int, workdir: Path) -> dict:
     jvm_pid = int(spark.sparkContext._jvm.ProcessHandle.current().pid())
     table = str(workdir / f"table-{rows}")
     t0 = time.time()
-    make_table(spark, table, rows, features)
+    marker = workdir / f"table-{rows}.done"  # a kept --workdir keeps its tables
+    if not marker.exists():
+        make_table(spark, table, rows, features)
+        marker.write_text(f"{rows} rows x {features} features\n")
     generate_s = time.time() - t0
     request = DiscoverRequest(lake=str(workdir / f"lake-{rows}"), table=table)
     request.validate(settings.discover)

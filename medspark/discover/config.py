@@ -53,7 +53,13 @@ class ClusterSettings(_Strict):
         20_000, ge=100, le=1_000_000, description="k is chosen on a stratified sample of at "
         "most this many rows, brought to the driver (scikit-learn's counterparts of the MLlib "
         "estimators, silhouettes from cluster aggregates); the MLlib model with the chosen k "
-        "is then fitted on every row")
+        "is then fitted on up to fit_rows rows and assigns every row")
+    fit_rows: int = Field(
+        200_000, ge=1_000, description="the MLlib model is fitted on every row up to this "
+        "many, else on a seeded random sample of this many (said in the output): its "
+        "iterations hold the rows' vectors in the executors' memory, which must not grow with "
+        "the table (1M rows x 100 features ran a 2 GiB local driver out of heap); every row "
+        "is then assigned to its nearest cluster")
     top_features: int = Field(5, ge=1, description="features listed per cluster")
     metadata_values: int = Field(3, ge=1, description="top values per metadata column per "
                                  "cluster")

@@ -184,8 +184,11 @@ def _run(spark: SparkSession, settings: Settings, request: DiscoverRequest, lake
     try:
         if clusters_on or corr_on or rules_need_corr:
             t = time.time()
+            # on disk (the page cache serves it): the input plus three vectors per row is
+            # 3-4x the table, and its in-memory column batches ran a 2 GiB driver out of heap
+            # at 1M rows x 100 features
             space = feature_space(inp, cfg.clusters, clusters_on).persist(
-                StorageLevel.MEMORY_AND_DISK)
+                StorageLevel.DISK_ONLY)
             space.count()  # cached before the frame it derives from is released
             inp.df.unpersist()
             inp.df = space  # one cached frame from here on

@@ -3,7 +3,9 @@ silhouette over a range (and agreement across seeds), then profiled from Spark a
 
 k is chosen on a stratified sample of at most `clusters.selection_rows` rows brought to the
 driver, where scikit-learn's counterparts of the MLlib estimators are fitted for every k and
-seed (said in the summary); the MLlib model with the chosen k is fitted on every row. Per-row
+seed (said in the summary); the MLlib model with the chosen k is fitted on every row up to
+`clusters.fit_rows` (else on a seeded sample of that many: its iterations hold the vectors in
+memory) and assigns every row. Per-row
 silhouettes (squared Euclidean, as MLlib's `ClusteringEvaluator`) and distances come from the
 clusters' aggregates in one `mapInPandas` pass, so nothing per row reaches the driver.
 """
@@ -94,12 +96,19 @@ def choose_model(space: DataFrame, inp: DiscoverInput, cfg: ClusterSettings, vec
     seeds = [seed + s for s in range(cfg.seeds)]
     scores, best = cstats.select_k(x, cfg.algorithm, ks, seeds, cfg.max_iter)
     chosen = cstats.choose_k(scores, cfg.min_stability)
-    model = _estimator(cfg, chosen.k, best[chosen.k], vec, CLUSTER).fit(space.select(vec))
-    sampled = len(x) < inp.rows
+    fit_on, fitted_rows = space.select(vec), inp.rows
+    if inp.rows > cfg.fit_rows:  # bounded: MLlib caches the vectors it iterates over
+        fit_on = fit_on.sample(False, min(1.0, 1.05 * cfg.fit_rows / inp.rows),
+                               seed + 1).limit(cfg.fit_rows)
+        fitted_rows = cfg.fit_rows
+    model = _estimator(cfg, chosen.k, best[chosen.k], vec, CLUSTER).fit(fit_on)
+    sampled = len(x) < inp.rows or fitted_rows < inp.rows
+    fit = (f"model fitted on all {inp.rows} rows" if fitted_rows == inp.rows else
+           f"model fitted on a random sample of about {fitted_rows} rows; every row assigned")
     info = {"selection_rows": int(len(x)), "rows": inp.rows, "sampled": sampled,
-            "sample": (f"k chosen on a stratified sample of {len(x)} of {inp.rows} rows, "
-                       "model fitted on all rows" if sampled else
-                       f"k chosen on all {inp.rows} rows")}
+            "fit_rows": int(fitted_rows),
+            "sample": (f"k chosen on a stratified sample of {len(x)} of {inp.rows} rows, {fit}"
+                       if len(x) < inp.rows else f"k chosen on all {inp.rows} rows, {fit}")}
     return model, chosen, scores, info
 
 
@@ -142,7 +151,7 @@ def clusters(space: DataFrame, inp: DiscoverInput, cfg: ClusterSettings, vec: st
     """Choose k, fit, assign every row, profile every cluster."""
     model, chosen, scores, info = choose_model(space, inp, cfg, vec, seed)
     assigned = model.transform(space).withColumn(CLUSTER, F.col(CLUSTER).cast("int")).persist(
-        StorageLevel.MEMORY_AND_DISK)
+        StorageLevel.DISK_ONLY)  # the feature space and more: as large as the space
     try:
         geo = _geometry(assigned, vec)
         assignments = _assign(assigned, vec, geo).persist(StorageLevel.MEMORY_AND_DISK)

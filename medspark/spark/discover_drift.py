@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -81,8 +82,9 @@ def drift(spark: SparkSession, inp: DiscoverInput, cfg: DriftSettings, level: fl
             "batch": batch, "reference": reference, "n_batch": n_batch, "n_reference": n_ref,
             "skipped": (f"no rows before batch {batch}" if n_ref == 0 else
                         f"batch and reference need {cfg.min_rows} rows each")})
-    df = df.persist()
-    long = melt(df, names, [IN_BATCH]).persist()
+    # on disk: the long form has a row per value (100M at 1M rows x 100 features)
+    df = df.persist(StorageLevel.DISK_ONLY)
+    long = melt(df, names, [IN_BATCH]).persist(StorageLevel.DISK_ONLY)
     try:
         binned = bin_counts(long, quantile_edges(long, len(names), cfg.ks_bins), IN_BATCH)
         mom = {(bool(r[IN_BATCH]), int(r[J])): r for r in long.groupBy(IN_BATCH, J).agg(

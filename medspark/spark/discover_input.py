@@ -25,7 +25,7 @@ from medspark.discover.config import DiscoverSettings
 from medspark.discover.request import DiscoverRequest
 from medspark.lake import Lake
 from medspark.schema import CATALOG_ARROW
-from medspark.spark.discover_bins import J, V, melt
+from medspark.spark.discover_bins import J, V, accuracy_for, melt
 from medspark.spark.train import NUMERIC, choose_features
 
 log = logging.getLogger(__name__)
@@ -223,14 +223,16 @@ def prepare(spark: SparkSession, request: DiscoverRequest, cfg: DiscoverSettings
     if batch:
         df, batch_info = _mark_batch(df, request, batch, raw.schema[batch].dataType)
     df = df.select(*[c for c in df.columns if c not in ("_batch_raw",)])
-    df = df.persist(StorageLevel.MEMORY_AND_DISK)
+    # on disk, not in the heap: the aggregates' buffers (percentile summaries) live on the
+    # JVM heap outside Spark's memory accounting and need the room
+    df = df.persist(StorageLevel.DISK_ONLY)
 
     # per feature: count, mean, SD, quartiles and rule cuts, one narrow group-by (long form)
     cuts = [i / cfg.rules.bins for i in range(1, cfg.rules.bins)]
     probs = sorted({0.25, 0.5, 0.75, *cuts})
     per = {int(r[J]): r for r in melt(df, features, []).groupBy(J).agg(
         F.count(V).alias("n"), F.avg(V).alias("mean"), F.stddev_samp(V).alias("sd"),
-        F.percentile_approx(V, probs, 10000).alias("q")).collect()}
+        F.percentile_approx(V, probs, accuracy_for(cfg.rules.bins)).alias("q")).collect()}
     dropped: dict[str, list[str]] = {
         "constant_or_empty_features": [f for j, f in enumerate(features)
                                        if j not in per or not (per[j]["sd"] or 0) > 0],
