@@ -150,16 +150,17 @@ def clusters(space: DataFrame, inp: DiscoverInput, cfg: ClusterSettings, vec: st
              level: float, seed: int) -> ClustersResult:
     """Choose k, fit, assign every row, profile every cluster."""
     model, chosen, scores, info = choose_model(space, inp, cfg, vec, seed)
-    assigned = model.transform(space).withColumn(CLUSTER, F.col(CLUSTER).cast("int")).persist(
-        StorageLevel.DISK_ONLY)  # the feature space and more: as large as the space
-    try:
-        geo = _geometry(assigned, vec)
-        assignments = _assign(assigned, vec, geo).persist(StorageLevel.MEMORY_AND_DISK)
-        sil = {r["cluster"]: r for r in assignments.groupBy("cluster").agg(
-            F.avg("silhouette").alias("s")).collect()}
-        table, profile, label_summary = _profiles(assigned, inp, cfg, level, geo, sil, chosen.k)
-    finally:
-        assigned.unpersist()
+    # not cached: predicting is a nearest-centre lookup per row, cheaper to redo in each of the
+    # few passes below than to write (and hold) another table as wide as the feature space
+    needed = [c for c in dict.fromkeys([ID, GROUP, LABEL, *inp.metadata, *inp.features, vec])
+              if c in space.columns]
+    assigned = model.transform(space.select(*needed)).withColumn(
+        CLUSTER, F.col(CLUSTER).cast("int"))
+    geo = _geometry(assigned, vec)
+    assignments = _assign(assigned, vec, geo).persist(StorageLevel.MEMORY_AND_DISK)
+    sil = {r["cluster"]: r for r in assignments.groupBy("cluster").agg(
+        F.avg("silhouette").alias("s")).collect()}
+    table, profile, label_summary = _profiles(assigned, inp, cfg, level, geo, sil, chosen.k)
     overall = float(np.nansum([sil[c]["s"] * geo.sizes[c] for c in sil]) / geo.sizes.sum())
     summary = {
         "algorithm": cfg.algorithm, "scaling": cfg.scaling, "pca_components": cfg.pca_components,
