@@ -41,9 +41,14 @@ def test_a_read_that_never_returns_is_abandoned_in_its_thread(tmp_path):
     """Opening a FIFO blocks until a writer comes: the stand-in for a hung network mount."""
     fifo = tmp_path / "hung"
     os.mkfifo(fifo)
+
+    def read() -> bytes:
+        with open(fifo, "rb") as fh:
+            return fh.read()
+
     start = time.perf_counter()
     with pytest.raises(ReadError) as err:
-        sr.with_timeout(lambda: open(fifo, "rb").read(), 0.3, "reading the file")
+        sr.with_timeout(read, 0.3, "reading the file")
     assert err.value.error_class == "read_timeout"
     assert time.perf_counter() - start < 5
     # let the abandoned thread finish: a writer opens and closes the FIFO
