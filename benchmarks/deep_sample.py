@@ -1,14 +1,18 @@
 """Acceptance of the deep models on the synthetic sample lake (run by hand; minutes).
 
-Writes `medspark sample` (default 64 patients, 10 slices of 128 px per CT series; nodule and
-non-nodule patients alternate), ingests it with its labels, preprocesses the CT planes
-(lung window, resized to 64 px) and trains on held-out patients (the split of `medspark train`):
+Writes `medspark sample` (default 64 patients, seed 3, 10 slices of 128 px per CT series;
+nodule and non-nodule patients alternate), ingests it with its labels, preprocesses the CT
+planes (lung window, resized to 64 px) and trains on held-out patients (the split of
+`medspark train`):
 
 1. `--arch cnn` on the preprocessed planes (each plane carries its series' label); the series
-   score is the largest plane score of the series: ROC AUC over the held-out patients' series;
+   score is the largest plane score of the series: ROC AUC over the held-out patients' labelled
+   series (the sample's MPR and key-image objects have no label and are left out);
 2. `--arch gru` over each series' slices in slice_position order: its own held-out ROC AUC.
 
-Prints both AUCs (targets >= 0.9) and the time of each step.
+Prints both AUCs (targets >= 0.9) and the time of each step. The settings below were chosen
+on `--seed 5` (another sample: other patients, nodules and anatomy) and are reported on the
+default seed 3; nothing is tuned on the held-out patients.
 
     .venv/bin/python benchmarks/deep_sample.py --patients 64
 """
@@ -34,9 +38,12 @@ SETTINGS = [
 # global max pooling: a series is positive when a small nodule is somewhere in a slice
 CNN = ["deep.arch=cnn", "deep.epochs=15", "deep.cnn.widths=[16, 32, 64]", "deep.cnn.pool=max",
        "deep.augment={rotation_deg: 10, flip_horizontal: 0.5}"]
+# chosen on --seed 5 (with gru.norm: layer, the default): the CNN's three-block trunk as the
+# slice encoder (two blocks see ~8 px of a 64 px plane, little context to tell a 3-8 px nodule
+# in dark lung from a vessel or a rib) and no augmentation (each slice of a series gets its own
+# variant): validation loss falls from epoch ~7, against ~10 for [16, 32] with augmentation
 GRU = ["deep.arch=gru", "deep.epochs=30", "deep.batch_size=4", "deep.patience=10",
-       "deep.gru.encoder_widths=[16, 32]", "deep.gru.hidden=32", "deep.gru.pool=max",
-       "deep.augment={rotation_deg: 10, flip_horizontal: 0.5}"]
+       "deep.gru.encoder_widths=[16, 32, 64]", "deep.gru.hidden=32", "deep.gru.pool=max"]
 
 
 def series_auc(spark, lake: str, model_dir: str) -> tuple[float, int]:
@@ -53,7 +60,8 @@ def series_auc(spark, lake: str, model_dir: str) -> tuple[float, int]:
     frame = input_frame(spark, Lake(lake), model_dir)
     pred = predict_frame(spark, model_dir, frame).join(
         frame.select("image_id", "series_pseudo_uid", "label"), "image_id")
-    per_series = pred.where(F.col("patient_pseudo_id").isin(list(test))).groupBy(
+    held_out = pred.where(F.col("patient_pseudo_id").isin(list(test)) & F.col("label").isNotNull())
+    per_series = held_out.groupBy(
         "series_pseudo_uid").agg(F.max("score").alias("score"),
                                  F.max("label").alias("label")).toPandas()
     truth = (per_series["label"].astype(float) == 1).astype(int).to_numpy()
@@ -63,6 +71,7 @@ def series_auc(spark, lake: str, model_dir: str) -> tuple[float, int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=3, help="the sample's seed")
     parser.add_argument("--slices", type=int, default=10)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--workdir", help="keep data here (default: a temp dir, removed)")
@@ -80,14 +89,14 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(None, base)
         lake = str(work / "lake")
         t = time.perf_counter()
-        generate_sample(work / "sample", patients=args.patients, seed=3,
+        generate_sample(work / "sample", patients=args.patients, seed=args.seed,
                         slices_per_series=args.slices, size=128)
         spark = build_session(settings.spark, conf={"spark.ui.showConsoleProgress": "false"})
         request = IngestRequest(inputs=[str(work / "sample" / "images")], lake=lake,
                                 labels=str(work / "sample" / "labels.csv"))
         run_ingest(spark, settings, request, request.validate(settings))
         run_preprocess(spark, settings, lake)
-        print(f"sample ({args.patients} patients) ingested and preprocessed in "
+        print(f"sample ({args.patients} patients, seed {args.seed}) ingested and preprocessed in "
               f"{time.perf_counter() - t:.0f}s")
         t = time.perf_counter()
         cnn = run_deep_train(spark, load_settings(None, base + CNN), lake)

@@ -18,7 +18,13 @@ torch = pytest.importorskip("torch")
 
 from deep_helpers import digits_job, digits_rows  # noqa: E402
 
-from medspark.deep.loop import MODEL_FILE, last_checkpoint, run_training  # noqa: E402
+from medspark.deep.loop import (  # noqa: E402
+    MODEL_FILE,
+    Context,
+    average_buffers,
+    last_checkpoint,
+    run_training,
+)
 
 EPOCHS = 4
 DDP_TOLERANCE = 0.05  # |validation accuracy, 2 processes - 1 process| at the best epoch
@@ -138,3 +144,49 @@ def test_regression_objective(tmp_path):
     pred = Scorer.load(job.model_dir).predict(*cols)
     assert pred["probability"].shape == (5, 0)
     assert np.array_equal(pred["score"], pred["prediction"])
+
+
+def _average_on_rank(rank: int, port: int, queue) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=2)
+    try:
+        bn = torch.nn.BatchNorm2d(3)
+        bn.running_mean.fill_(float(rank * 4))  # rank 0: 0, rank 1: 4
+        bn.running_var.fill_(float(1 + rank * 2))  # 1, 3
+        bn.num_batches_tracked.fill_(10 + rank)
+        average_buffers(bn, Context(rank, 2, rank, torch.device("cpu"), "gloo"))
+        queue.put((rank, bn.running_mean.tolist(), bn.running_var.tolist(),
+                   int(bn.num_batches_tracked)))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_batch_norm_statistics_are_averaged_over_the_ranks():
+    """DDP runs without its per-step broadcast of rank 0's buffers; once per epoch every rank
+    takes the mean of the ranks' running statistics instead, so all ranks evaluate and
+    checkpoint one model. Integer buffers (batches seen) are left alone."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_average_on_rank, args=(r, port, queue)) for r in (0, 1)]
+    for p in procs:
+        p.start()
+    got = dict((r, rest) for r, *rest in (queue.get(timeout=120) for _ in procs))
+    for p in procs:
+        p.join(timeout=60)
+    assert all(p.exitcode == 0 for p in procs)
+    for rank, (mean, var, tracked) in got.items():
+        assert mean == [2.0] * 3 and var == [2.0] * 3
+        assert tracked == 10 + rank
+    single = torch.nn.BatchNorm2d(3)
+    single.running_mean.fill_(5.0)
+    average_buffers(single, Context(0, 1, 0, torch.device("cpu"), None))  # one process: as is
+    assert single.running_mean.tolist() == [5.0] * 3

@@ -67,3 +67,26 @@ def test_settings_checked_before_anything_runs():
         DeepSettings(cnn={"width": 3})
     with pytest.raises(ValueError, match="unknown architecture"):
         build_model({"arch": "vit", "in_channels": 1, "input_size": 8, "n_outputs": 2})
+
+
+def test_gru_reads_normalised_slice_embeddings():
+    """The slice encoder's pooled ReLU features share a large offset across slices; the GRU
+    reads them layer-normalised (mean 0, sd 1 per slice), so its gates do not saturate on a
+    nearly constant input. A spec saved without `norm` builds the raw encoder, as before."""
+    torch.manual_seed(0)
+    cfg = DeepSettings(arch="gru", input_size=32,
+                       gru={"encoder_widths": [8, 16, 32], "pool": "max"})
+    spec = cfg.architecture(2)
+    assert spec["norm"] == "layer"
+    model = build_model(spec).train()
+    slices = torch.rand(20, 1, 32, 32)
+    raw = model.encoder(slices)
+    assert float(raw.mean()) > 3 * float(raw.std(dim=0).mean())  # offset >> spread
+    z = model.embed_slices(slices)
+    assert torch.allclose(z.mean(dim=1), torch.zeros(20), atol=1e-5)
+    assert torch.allclose(z.std(dim=1, unbiased=False), torch.ones(20), atol=1e-2)
+    old = {k: v for k, v in spec.items() if k != "norm"}
+    legacy = build_model(old)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("norm.")}
+    legacy.load_state_dict(state)  # strict: an old model.pt still loads
+    assert torch.equal(legacy.eval().embed_slices(slices), model.eval().encoder(slices))

@@ -85,6 +85,10 @@ class GRUSettings(_Strict):
     readout: Literal["last", "max", "mean"] = Field(
         "last", description="what the head reads: the last hidden state, or the max / mean "
         "of the GRU outputs over the slices (max: a finding on any slice)")
+    norm: Literal["layer", "none"] = Field(
+        "layer", description="LayerNorm on each slice embedding before the GRU (none: the "
+        "raw pooled features, whose shared offset stalls training; models saved before this "
+        "setting existed build with none)")
 
 
 class OptimizerSettings(_Strict):

@@ -6,7 +6,9 @@ LOCAL_RANK / MASTER_ADDR / MASTER_PORT in its environment, or alone (world size 
   own row groups (`medspark.deep.data`), so shards differ in size by up to a row group and
   DDP's `Join` lets a rank that runs out of batches shadow the others' all-reduces.
   `batch_size` is global: each rank takes batch_size // world_size rows per step, so one and
-  several processes take comparable optimisation steps.
+  several processes take comparable optimisation steps. Batch norm's running statistics are
+  averaged over the ranks once per epoch (`average_buffers`), not broadcast from rank 0 before
+  every step (DDP's default, one more collective per step: ~10% of a small CNN's step on CPU).
 - Reproducibility: weights from `seed`; at every epoch start the torch generator is re-seeded
   from (seed, epoch, rank) and the data order comes from the same tuple, so a run resumed from
   a checkpoint continues exactly as the uninterrupted run would have.
@@ -112,6 +114,28 @@ def all_sum(values: list[float], ctx: Context) -> list[float]:
 def barrier(ctx: Context) -> None:
     if ctx.world > 1:
         dist.barrier()
+
+
+def average_buffers(model: nn.Module, ctx: Context) -> None:
+    """Set every floating-point buffer (batch norm's running mean and variance) to its mean
+    over the ranks, in one all-reduce, so every rank evaluates and checkpoints the same model.
+    DDP runs with `broadcast_buffers=False` (its default broadcasts rank 0's buffers before
+    every forward pass, a collective per step) and this runs once per epoch instead."""
+    if ctx.world == 1:
+        return
+    bufs = [b for b in model.buffers() if b.is_floating_point()]
+    if not bufs:
+        return
+    flat = torch.cat([b.detach().reshape(-1).double() for b in bufs])
+    if ctx.backend != "nccl":
+        flat = flat.cpu()
+    dist.all_reduce(flat)
+    flat /= ctx.world
+    offset = 0
+    for b in bufs:
+        n = b.numel()
+        b.copy_(flat[offset:offset + n].view_as(b).to(b.device, b.dtype))
+        offset += n
 
 
 # --------------------------------------------------------------------------- optimisation
@@ -264,7 +288,8 @@ def _train(job: TrainJob, ctx: Context, on_epoch_end) -> dict[str, Any]:
     net: nn.Module = model
     if ctx.world > 1:
         net = nn.parallel.DistributedDataParallel(
-            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
+            broadcast_buffers=False)  # averaged once per epoch: average_buffers
     from torch.distributed.algorithms.join import Join
 
     best_path = os.path.join(checkpoint_dir(job.model_dir), "best.pt")
@@ -284,6 +309,7 @@ def _train(job: TrainJob, ctx: Context, on_epoch_end) -> dict[str, Any]:
                 opt.step()
                 loss_sum += float(loss.detach()) * len(y)
                 seen += len(y)
+        average_buffers(model, ctx)
         loss_sum, seen = all_sum([loss_sum, seen], ctx)
         train_s = time.time() - t0
         record: dict[str, Any] = {
