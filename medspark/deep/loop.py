@@ -8,7 +8,9 @@ LOCAL_RANK / MASTER_ADDR / MASTER_PORT in its environment, or alone (world size 
   `batch_size` is global: each rank takes batch_size // world_size rows per step, so one and
   several processes take comparable optimisation steps. Batch norm's running statistics are
   averaged over the ranks once per epoch (`average_buffers`), not broadcast from rank 0 before
-  every step (DDP's default, one more collective per step: ~10% of a small CNN's step on CPU).
+  every step (DDP's default, one more collective per step). On a 2-core CPU, 2 gloo ranks
+  of the benchmark's small CNN: +8-10% images/s in a bare 2-process loop, within run-to-run
+  noise (+-8%) through TorchDistributor (`benchmarks/deep.py`).
 - Reproducibility: weights from `seed`; at every epoch start the torch generator is re-seeded
   from (seed, epoch, rank) and the data order comes from the same tuple, so a run resumed from
   a checkpoint continues exactly as the uninterrupted run would have.
