@@ -270,17 +270,3 @@ def test_command_errors_before_spark(tmp_path, wdbc_frame):
     with pytest.raises(ConfigError, match="--date selects"):
         prepare(_args(lake=tmp_path, table=tmp_path / "t.parquet", id_col="row_id",
                       date="2026-01-01"))
-
-
-def test_quantile_edges_from_a_sample_when_the_table_is_large(spark):
-    """Above EDGE_SAMPLE_ROWS rows the bin edges come from a seeded sample: still near the
-    true quantiles (the counts in the bins stay exact)."""
-    from medspark.spark.discover_bins import EDGE_SAMPLE_ROWS, quantile_edges
-
-    values = np.random.default_rng(0).random(40_000)
-    long = spark.createDataFrame(pd.DataFrame({"_j": 0, "_v": values}))
-    exact = quantile_edges(long, 1, 10)[0]
-    sampled = quantile_edges(long, 1, 10, rows=40 * EDGE_SAMPLE_ROWS)[0]  # a 2.5% sample
-    assert len(exact) == len(sampled) == 9
-    assert np.abs(exact - np.quantile(values, np.arange(1, 10) / 10)).max() < 0.002
-    assert np.abs(sampled - exact).max() < 0.05 and not np.array_equal(sampled, exact)

@@ -48,18 +48,9 @@ def accuracy_for(n_bins: int) -> int:
     return int(min(10_000, max(1_000, 10 * n_bins)))
 
 
-EDGE_SAMPLE_ROWS = 100_000
-
-
-def quantile_edges(long: DataFrame, n_features: int, n_bins: int, rows: int | None = None,
-                   seed: int = 0) -> dict[int, np.ndarray]:
+def quantile_edges(long: DataFrame, n_features: int, n_bins: int) -> dict[int, np.ndarray]:
     """Distinct inner edges of `n_bins` quantile bins per feature index (`percentile_approx`,
-    rank error at most a tenth of a bin). With `rows` (the wide rows behind `long`) above
-    EDGE_SAMPLE_ROWS, the edges come from a seeded random sample of about that many rows:
-    bins need to be near equal-mass, not exact (the counts in them are exact), and the
-    summaries' heap use grows with the values each task sees."""
-    if rows is not None and rows > EDGE_SAMPLE_ROWS:
-        long = long.sample(False, EDGE_SAMPLE_ROWS / rows, seed)
+    rank error at most a tenth of a bin)."""
     probs = [i / n_bins for i in range(1, n_bins)]
     rows = long.groupBy(J).agg(F.percentile_approx(V, probs, accuracy_for(n_bins))
                                .alias("q")).collect()

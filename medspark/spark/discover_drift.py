@@ -19,14 +19,7 @@ from medspark.discover import fdr
 from medspark.discover.config import DriftSettings
 from medspark.jsonable import finite
 from medspark.lake import Lake, table_of
-from medspark.spark.discover_bins import (
-    EDGE_SAMPLE_ROWS,
-    J,
-    V,
-    bin_counts,
-    melt,
-    quantile_edges,
-)
+from medspark.spark.discover_bins import J, V, bin_counts, melt, quantile_edges
 from medspark.spark.discover_input import ID, IN_BATCH, DiscoverInput
 
 SCORE = "_score"
@@ -93,8 +86,7 @@ def drift(spark: SparkSession, inp: DiscoverInput, cfg: DriftSettings, level: fl
     df = df.persist(StorageLevel.DISK_ONLY)
     long = melt(df, names, [IN_BATCH]).persist(StorageLevel.DISK_ONLY)
     try:
-        edges = quantile_edges(long, len(names), cfg.ks_bins, n_batch + n_ref)
-        binned = bin_counts(long, edges, IN_BATCH)
+        binned = bin_counts(long, quantile_edges(long, len(names), cfg.ks_bins), IN_BATCH)
         mom = {(bool(r[IN_BATCH]), int(r[J])): r for r in long.groupBy(IN_BATCH, J).agg(
             F.percentile_approx(V, 0.5, 1000).alias("median"), F.avg(V).alias("mean"),
             F.stddev_samp(V).alias("sd")).collect()}
@@ -134,9 +126,7 @@ def drift(spark: SparkSession, inp: DiscoverInput, cfg: DriftSettings, level: fl
             ["kind", "name", "psi", "ks_statistic", "q_value", "shift_sd",
              "new_values"]].head(20).to_dict("records")],
         "approximation": f"KS over {cfg.ks_bins} pooled quantile bins, PSI over {cfg.bins} "
-                         "reference-quantile bins" + (
-                             f"; bin edges from a random sample of about {EDGE_SAMPLE_ROWS} "
-                             "rows" if n_batch + n_ref > EDGE_SAMPLE_ROWS else ""),
+                         "reference-quantile bins",
     }
     if score_note:
         summary["score_note"] = score_note
