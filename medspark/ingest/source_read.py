@@ -102,7 +102,7 @@ def _mounts() -> tuple[tuple[str, str], ...]:
     """(mount point, filesystem type) of this process, longest mount point first."""
     try:
         with open("/proc/self/mounts", encoding="utf-8", errors="replace") as fh:
-            rows = [line.split()[1:3] for line in fh if len(line.split()) >= 3]
+            rows = [fields[1:3] for fields in map(str.split, fh) if len(fields) >= 3]
     except OSError:  # not Linux: every mount counts as a network one
         return ()
     decoded = [(_unescape(point), kind) for point, kind in rows]
