@@ -193,6 +193,36 @@ def test_drifting_feature_is_flagged_and_stable_ones_rarely(drift_trend):
     assert not meta.loc["scanner", "drifted"]
 
 
+def test_drift_of_a_models_scores_reads_each_rows_latest_prediction(spark, tmp_path):
+    """`discover.drift.model`: the scores the model gave (its latest run per row) drift in the
+    newest batch although no feature does."""
+    from deltalake import write_deltalake
+
+    from medspark.lake import Lake, table_of
+
+    rng = np.random.default_rng(11)
+    n = 600
+    batch = rng.choice(["b1", "b2", "b3"], n)
+    table = pd.DataFrame({"row_id": [f"r{i}" for i in range(n)],
+                          "patient": [f"p{i}" for i in range(n)], "x": rng.normal(size=n),
+                          "batch": batch})
+    stable = np.clip(rng.normal(0.3, 0.1, n), 0, 1)
+    latest = np.where(batch == "b3", np.clip(stable + 0.3, 0, 1), stable)
+    runs = [pd.DataFrame({"row_id": table["row_id"], "score": s,
+                          "run_date": pd.Timestamp(d).date()})
+            for s, d in ((stable, "2026-01-01"), (latest, "2026-02-01"))]
+    lake = Lake(str(tmp_path / "lake"))
+    write_deltalake(lake.path(table_of("predictions", "m1")), pd.concat(runs[::-1]))
+    manifest = discover(spark, tmp_path, table, [
+        *only("drift"), "discover.label=", "discover.batch_col=batch",
+        "discover.drift.model=m1", "discover.plots=false"])
+    drift = read(manifest, "drift").set_index("kind")
+    score, feature = drift.loc["score"], drift.loc["feature"]
+    assert score["name"] == "m1" and score["drifted"] and score["shift_sd"] > 2
+    assert score["n_batch"] == (batch == "b3").sum()
+    assert feature["name"] == "x" and not feature["drifted"]
+
+
 def test_upward_trend_is_flagged_flat_series_are_not(drift_trend):
     tests = read(drift_trend, "trend_tests")
     overall = tests[tests["split"] == "all"].set_index("feature")

@@ -63,9 +63,12 @@ def model_scores(spark: SparkSession, lake: Lake, model: str, id_col: str) -> Da
 def drift(spark: SparkSession, inp: DiscoverInput, cfg: DriftSettings, level: float,
           lake: Lake) -> DriftResult:
     """The drift table (features, metadata mix, model scores)."""
-    df = inp.df.where(F.col(IN_BATCH).isNotNull())
+    # only what drift reads: the cached input may also carry the feature space's vectors
+    df = inp.df.where(F.col(IN_BATCH).isNotNull()).select(
+        ID, IN_BATCH, *inp.features, *inp.metadata)
     names = list(inp.features)
     score_note = None
+    scored = False
     if cfg.model:
         scores = model_scores(spark, lake, cfg.model, inp.id_col)
         if scores is None:
@@ -74,6 +77,7 @@ def drift(spark: SparkSession, inp: DiscoverInput, cfg: DriftSettings, level: fl
         else:
             df = df.join(scores, ID, "left")
             names.append(SCORE)
+            scored = True
     n = {r[IN_BATCH]: r["count"] for r in df.groupBy(IN_BATCH).count().collect()}
     n_batch, n_ref = int(n.get(True, 0)), int(n.get(False, 0))
     batch, reference = ", ".join(inp.batch["batch"]), inp.batch["reference"]
@@ -82,8 +86,10 @@ def drift(spark: SparkSession, inp: DiscoverInput, cfg: DriftSettings, level: fl
             "batch": batch, "reference": reference, "n_batch": n_batch, "n_reference": n_ref,
             "skipped": (f"no rows before batch {batch}" if n_ref == 0 else
                         f"batch and reference need {cfg.min_rows} rows each")})
+    # the input is cached already; the join with the model's scores is not
+    if scored:
+        df = df.persist(StorageLevel.DISK_ONLY)
     # on disk: the long form has a row per value (100M at 1M rows x 100 features)
-    df = df.persist(StorageLevel.DISK_ONLY)
     long = melt(df, names, [IN_BATCH]).persist(StorageLevel.DISK_ONLY)
     try:
         binned = bin_counts(long, quantile_edges(long, len(names), cfg.ks_bins), IN_BATCH)
@@ -108,7 +114,8 @@ def drift(spark: SparkSession, inp: DiscoverInput, cfg: DriftSettings, level: fl
         rows += _metadata_rows(df, inp)
     finally:
         long.unpersist()
-        df.unpersist()
+        if scored:
+            df.unpersist()
     table = pd.DataFrame(rows)
     table["batch"], table["reference"] = batch, reference
     table["q_value"] = fdr.bh_qvalues(table["p_value"].to_numpy(float))
