@@ -30,10 +30,10 @@ check-java: $(STAMP)
 		  echo "       Debian/Ubuntu: sudo apt-get install openjdk-17-jre-headless"; exit 1; }
 
 # The sample arrives over two nights (the second brings new patients); each night is one
-# `medspark nightly` run; after night 1 a small CNN trains on its planes for a few epochs
-# (`medspark deep train`), then a radiomics model (`medspark train`, the latest, so it is the
-# one that scores night 2); the morning reports
-# land in $(DEMO)/lake/reports/.
+# `medspark nightly` run; after night 1 a small CNN trains on its planes for 15 epochs
+# (`medspark deep train`; global max pooling: a plane is positive when a small nodule is
+# anywhere in it), then a radiomics model (`medspark train`, the latest, so it is the one that
+# scores night 2); the morning reports land in $(DEMO)/lake/reports/.
 demo: $(STAMP) check-java
 	rm -rf $(DEMO)
 	$(BIN)/medspark sample --output $(DEMO)/sample --patients 24 --nights 2
@@ -41,8 +41,8 @@ demo: $(STAMP) check-java
 	cp -r $(DEMO)/sample/nights/1/. $(DEMO)/export/
 	$(BIN)/medspark nightly --input $(DEMO)/export --lake $(DEMO)/lake \
 		--labels $(DEMO)/sample/labels.csv --date 2026-11-01 --set privacy.allow_demo_key=true
-	$(BIN)/medspark deep train --lake $(DEMO)/lake --arch cnn --set deep.epochs=8 \
-		--set deep.validation_folds=3
+	$(BIN)/medspark deep train --lake $(DEMO)/lake --arch cnn --set deep.epochs=15 \
+		--set deep.cnn.pool=max --set deep.optimizer.lr=0.003 --set deep.validation_folds=3
 	$(BIN)/medspark train --lake $(DEMO)/lake
 	cp -r $(DEMO)/sample/nights/2/. $(DEMO)/export/
 	$(BIN)/medspark nightly --input $(DEMO)/export --lake $(DEMO)/lake \

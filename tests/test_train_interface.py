@@ -240,3 +240,28 @@ def test_per_group_models_through_medspark_train(spark, tmp_path):
     imputed = bundle["imputer"].transform(a_rows.reset_index()).frame
     expected = bundle["pipeline"].predict_proba(imputed[bundle["features"]])[:, 1]
     np.testing.assert_allclose(scored.loc[a_rows.index, "score"], expected, rtol=0, atol=1e-12)
+
+
+def test_imputation_report_counts_like_the_pandas_imputer(spark, data):
+    """The report of the held-out and the training rows (one pandas pass per Arrow batch in
+    Spark, summed on the driver) equals the pandas imputer's own report on the same rows."""
+    from medspark.models.missing import MissingValuePlan
+    from medspark.spark.models.impute import report
+
+    pdf = pd.read_parquet(data["table"])
+    feats = [f"f{i}" for i in range(6)]
+    plan = MissingValuePlan.model_validate({
+        "rules": [{"strategy": "drop_rows", "columns": ["f5"]},
+                  {"strategy": "drop_columns", "columns": ["f4"], "max_missing_rate": 0.01},
+                  {"strategy": "fill", "columns": ["*"], "method": "median"}],
+        "id_columns": ["row_id"], "exclude": ["patient_id", "target", "site"]})
+    fitted = plan.fit(pdf)
+    got = report(spark.createDataFrame(pdf).repartition(3), fitted, feats, feats)
+    want = fitted.transform(pdf).report
+    assert got.rows_in == want.rows_in == len(pdf)
+    assert got.rows_out == want.rows_out < len(pdf)
+    assert got.rows_dropped_by_step == want.rows_dropped_by_step != {}
+    assert got.columns_dropped == ["f4"]
+    for c in feats:
+        assert got.columns[c].missing_before == want.columns[c].missing_before > 0
+        assert got.columns[c].missing_after == want.columns[c].missing_after

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
+import functools
 import logging
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +76,9 @@ class TrainData:
     labels: list[Any] | None = None
     source: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    # row count and xor of row hashes of the rows kept (read, no error, labelled): changes
+    # when any value changes; computed with the counts
+    fingerprint: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -269,19 +274,24 @@ def prepare(spark: SparkSession, pre: Preflight, lake: Lake | None, table: str |
         df = raw.select(*ids, *[F.col(c).cast("double").alias(c) for c in feats],
                         errors.alias("_ms_error"))
         errors = F.col("_ms_error")
-    df, labels = _count_and_encode(spark, df, label, errors, cfg, counts)
+    fingerprint: dict[str, int] = {}
+    df, labels = _count_and_encode(spark, df, label, errors, cfg, counts, fingerprint)
     if "_ms_error" in df.columns:
         df = df.drop("_ms_error")
     return TrainData(df, pre.key, cfg.group_col, label, feats, extra, pre.aggregate, labels,
-                     source, counts)
+                     source, counts, fingerprint)
 
 
 def _count_and_encode(spark: SparkSession, df: DataFrame, label: str | None, errors: Any,
-                      cfg: TrainSettings, counts: dict[str, int]
+                      cfg: TrainSettings, counts: dict[str, int], fingerprint: dict[str, int]
                       ) -> tuple[DataFrame, list[Any] | None]:
-    """Counts (and the classes, for classification) in one aggregate; `_ms_label` added."""
+    """Counts (and the classes, for classification) and the data fingerprint of the rows kept
+    (`data_fingerprint`'s row count and xor of row hashes) in one aggregate; `_ms_label`
+    added."""
+    row_hash = F.xxhash64(*[c for c in df.columns if c != "_ms_error"])
     if label and cfg.task == "classification":
-        rows = (df.groupBy(F.col(label).alias("_l"), errors.alias("_e")).count()
+        rows = (df.groupBy(F.col(label).alias("_l"), errors.alias("_e"))
+                .agg(F.count(F.lit(1)).alias("count"), F.bit_xor(row_hash).alias("_h"))
                 .limit(MAX_CLASSES + 2).collect())
         if len(rows) > MAX_CLASSES:
             raise ConfigError(f"label {label!r} has more than {MAX_CLASSES} values: set "
@@ -291,12 +301,18 @@ def _count_and_encode(spark: SparkSession, df: DataFrame, label: str | None, err
         counts["rows_read"] = sum(r["count"] for r in ok)
         counts["rows_without_label"] = sum(r["count"] for r in ok if r["_l"] is None)
         values = sorted(r["_l"] for r in ok if r["_l"] is not None)
+        used = [r for r in ok if r["_l"] is not None]
+        fingerprint["rows"] = sum(r["count"] for r in used)
+        fingerprint["hash"] = functools.reduce(operator.xor, (r["_h"] or 0 for r in used), 0)
         return _encode(spark, df.where(~errors), label, values, cfg)
+    kept = ~errors & F.col(label).isNotNull() if label else ~errors
     r = df.agg(F.count(F.when(~errors, 1)).alias("n"), F.count(F.when(errors, 1)).alias("e"),
                F.count(F.when(~errors & F.col(label).isNull(), 1)).alias("u")
-               if label else F.lit(0).alias("u")).first()
+               if label else F.lit(0).alias("u"), F.count(F.when(kept, 1)).alias("k"),
+               F.bit_xor(F.when(kept, row_hash)).alias("h")).first()
     counts.setdefault("feature_error_rows", int(r["e"]))
     counts["rows_read"], counts["rows_without_label"] = int(r["n"]), int(r["u"])
+    fingerprint.update(rows=int(r["k"]), hash=int(r["h"] or 0))
     df = df.where(~errors)
     if label:
         return df.where(F.col(label).isNotNull()).withColumn(
@@ -418,18 +434,17 @@ class Job:
             data.frame, group=data.group, key=data.key,
             stratify=cfg.task == "classification", test_size=cfg.test_size,
             k=cfg.selection.folds, seed=cfg.seed, labels=data.labels)
-        self.framed = framed = framed.cache()
         folds = None
         try:
-            fingerprint = data_fingerprint(framed.select(*data.frame.columns))
-            self.lap("read_split")
             columns = [data.key, GROUP, *([LABEL] if data.label else []), *data.extra,
                        *data.features]
             folds = FoldSet(framed, cfg.selection.folds, data.key, data.features, columns, {},
-                            Folder.at(self.lake.staging_path(self.run_.run_id, "train_split")))
-            return self._select_and_fit(folds, groups, split, fingerprint, n_classes)
+                            Folder.at(self.lake.staging_path(self.run_.run_id, "rows")))
+            folds.stage()
+            self.framed = folds.framed
+            self.lap("read_split")
+            return self._select_and_fit(folds, groups, split, data.fingerprint, n_classes)
         finally:
-            framed.unpersist()
             groups.unpersist()
             if data.aggregate != "none":
                 data.frame.unpersist()

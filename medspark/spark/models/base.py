@@ -90,7 +90,6 @@ class StagedRows:
     files: list[str]
     key: str
     columns: list[str]
-    rows: int
 
 
 @dataclass

@@ -44,16 +44,13 @@ def evaluate(model: Model, test: DataFrame, imputer: FittedImputer, features: li
              key: str, *, n_boot: int, seed: int, max_rows: int) -> Evaluation:
     """Impute and score the held-out rows `test` (raw); metrics on at most `max_rows` of them."""
     ctx = model.ctx
-    imputed = impute(test, imputer, features).cache()
-    try:
-        rep = report(test, imputed, imputer, [c for c in test.columns if c in features])
-        scored = add_scores(model.transform(accepted(imputed)), ctx.task, ctx.labels)
-        cols = [key, GROUP, PREDICTION, "score",
-                *([LABEL] if ctx.task != "clustering" else [MODEL_X])]
-        sample, sampling = bounded_sample(scored.select(*dict.fromkeys(cols)), rep.rows_out,
-                                          max_rows, seed)
-    finally:
-        imputed.unpersist()
+    rep = report(test, imputer, features, [c for c in test.columns if c in features])
+    scored = add_scores(model.transform(accepted(impute(test, imputer, features))), ctx.task,
+                        ctx.labels)
+    cols = [key, GROUP, PREDICTION, "score",
+            *([LABEL] if ctx.task != "clustering" else [MODEL_X])]
+    sample, sampling = bounded_sample(scored.select(*dict.fromkeys(cols)), rep.rows_out,
+                                      max_rows, seed)
     x = np.vstack(sample[MODEL_X].to_numpy()) if ctx.task == "clustering" and len(sample) \
         else None
     metrics = test_metrics(sample, ctx.task, ctx.labels, GROUP, n_boot, seed, x)

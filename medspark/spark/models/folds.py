@@ -10,8 +10,9 @@ side of every split (no leakage by construction), and the assignment depends onl
 ids, the labels and the seed: not on row order or partitioning. Only per-stratum and per-fold
 counts reach the driver.
 
-`FoldSet` holds the result (cached) and the fold imputers, and gives each engine its rows: Spark
-DataFrames per fold (MLlib), or the training split staged once as Parquet (task engines).
+`FoldSet` holds the result (staged once as Parquet files, read by everything after) and the fold
+imputers, and gives each engine its rows: Spark DataFrames per fold (MLlib), or the staged files
+(task engines).
 """
 
 from __future__ import annotations
@@ -56,23 +57,27 @@ def assign_folds(frame: DataFrame, *, group: str, key: str, stratify: bool, test
     fold = F.when(F.col(RANK) < n_test, F.lit(-1)).otherwise(
         (F.col(RANK) - n_test) % F.lit(k)).cast("int")
     table = ranked.select(GROUP, STRATUM, ROWS, fold.alias(FOLD)).cache()
-    strata = {r[STRATUM]: r["count"] for r in table.groupBy(STRATUM).count().collect()}
+    cells = table.groupBy(STRATUM, FOLD).agg(  # one small aggregate serves every count
+        F.count(F.lit(1)).alias("g"), F.sum(ROWS).alias("n"),
+        F.count(F.when(F.col(GROUP).startswith(OWN_GROUP), 1)).alias("own")).collect()
+    strata: dict[Any, int] = {}
+    counts: dict[int, tuple[int, int]] = {}
+    for r in cells:
+        strata[r[STRATUM]] = strata.get(r[STRATUM], 0) + int(r["g"])
+        g, n = counts.get(int(r[FOLD]), (0, 0))
+        counts[int(r[FOLD])] = (g + int(r["g"]), n + int(r["n"]))
     small = sorted(s for s, n in strata.items() if n < 2)
     if small:
         small = [labels[int(s)] for s in small] if labels else small
         raise ConfigError(f"cannot split by {group!r}: class(es) {small} have "
                           "fewer than 2 groups; more patients are needed, or set "
                           "train.task / train.group_col")
-    by_fold = table.groupBy(FOLD).agg(
-        F.count(F.lit(1)).alias("g"), F.sum(ROWS).alias("n"),
-        F.count(F.when(F.col(GROUP).startswith(OWN_GROUP), 1)).alias("own")).collect()
-    counts = {int(r[FOLD]): (int(r["g"]), int(r["n"])) for r in by_fold}
     train_groups = sum(g for f, (g, _) in counts.items() if f >= 0)
     if train_groups < k or any(f not in counts for f in range(k)):
         raise ConfigError(f"cannot split by {group!r}: {train_groups} training group(s) for "
                           f"{k} folds (in every class); lower {folds_setting} or "
                           "train.test_size, or add patients")
-    own = sum(int(r["own"]) for r in by_fold)
+    own = sum(int(r["own"]) for r in cells)
     n_groups = sum(g for g, _ in counts.values())
     assigned = table.select(GROUP, FOLD)
     if n_groups <= broadcast_max:
@@ -109,12 +114,15 @@ class FoldSet:
         return model_features(self.imputers[fold], self.features)
 
     def stage(self) -> StagedRows:
-        """The training split as Parquet files for task engines (written once)."""
+        """Every row, test split included, written once as Parquet; from then on `framed`
+        reads those files. They are what task engines read, and the run's on-disk copy of its
+        rows for everything else (Spark engines, evaluation): one pass over the source, and no
+        in-memory cache that grows with the rows."""
         if self.staged is None:
             if self.stage_folder is None:
                 raise ValueError("this run has no staging folder")
-            self.staged = stage_rows(self.framed.where(F.col(FOLD) >= 0), self.stage_folder,
-                                     self.key, self.columns)
+            self.staged = stage_rows(self.framed, self.stage_folder, self.key, self.columns)
+            self.framed = self.framed.sparkSession.read.parquet(self.stage_folder.spark_uri())
         return self.staged
 
     def spark_rows(self, fold: int) -> tuple[Rows, DataFrame]:

@@ -2,7 +2,7 @@
 
 `spark_tasks` turns `n` independent jobs (grid point x fold fits, fold imputers) into one Spark
 stage of `n` tasks over broadcast payloads, in a named job group; each returns a small pandas
-frame (a score, a pickled model). `stage_rows` writes the training split once as Parquet (Spark
+frame (a score, a pickled model). `stage_rows` writes the run's rows once as Parquet (Spark
 writes, on the lake's filesystem); `read_rows` is what a task does with it: read it with
 pyarrow, sort it by the row key (a fit must not depend on Spark's partitioning), keep the rows of
 its fold, apply the fold's imputer. Nothing row-sized passes through the driver.
@@ -68,31 +68,24 @@ def spark_tasks(spark: Any, payloads: Sequence[Any], n_tasks: int,
 
 
 def stage_rows(frame: DataFrame, folder: Folder, key: str, columns: list[str]) -> StagedRows:
-    """Write `frame[columns]` (the training split, not imputed) under `folder` once."""
+    """Write `frame` (raw rows, not imputed; every column) under `folder` once; tasks read
+    `key`, `_ms_fold` and `columns` of it."""
     uri = folder.spark_uri()
     if uri is None:
         raise ValueError(f"{folder}: staged rows need a folder Spark can write")
-    columns = list(dict.fromkeys([key, FOLD, *columns]))
-    frame.select(*columns).write.mode("overwrite").parquet(uri)
+    frame.write.mode("overwrite").parquet(uri)
     files = [n for n in folder.names() if n.endswith(".parquet")]
-    rows = sum(_rows_in(folder, f) for f in files)
-    return StagedRows(folder, files, key, columns, rows)
-
-
-def _rows_in(folder: Folder, name: str) -> int:
-    import pyarrow.parquet as pq
-
-    with folder.fs.open_input_file(f"{folder.path}/{name}") as fh:
-        return pq.ParquetFile(fh).metadata.num_rows
+    return StagedRows(folder, files, key, list(dict.fromkeys([key, FOLD, *columns])))
 
 
 def read_rows(staged: StagedRows, columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """The staged rows (or `columns` of them) sorted by the key, in a task."""
+    """The staged training rows (or `columns` of them) sorted by the key, in a task."""
     import pyarrow.parquet as pq
 
     cols = list(dict.fromkeys([staged.key, FOLD, *(columns or staged.columns)]))
     tables = [pq.read_table(f"{staged.folder.path}/{f}", columns=cols,
-                            filesystem=staged.folder.fs) for f in staged.files]
+                            filesystem=staged.folder.fs, filters=[(FOLD, ">=", 0)])
+              for f in staged.files]
     import pyarrow as pa
 
     pdf = pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame(columns=cols)
