@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
     from medspark.models.folder import Folder
-    from medspark.models.missing import FittedImputer
+    from medspark.models.missing import FittedImputer, MissingValuePlan
 
 LABEL = "_ms_label"          # the encoded label (class index or value)
 FOLD = "_ms_fold"            # -1: held-out test split; 0..k-1: CV fold
@@ -96,12 +96,14 @@ class StagedRows:
 class Rows:
     """Rows to fit on: an imputed, accepted DataFrame (Spark engines, built on first use) and,
     when the run staged them, the same rows as files with the imputer to apply (task
-    engines). `features` are the model inputs left after the imputer dropped columns."""
+    engines). `features` are the model inputs left after the imputer dropped columns (with
+    `plan` instead of `imputer`: the raw features, the task fits the imputer and drops)."""
 
     features: list[str]
     build_frame: Callable[[], DataFrame]
     imputer: FittedImputer | None = None
     staged: StagedRows | None = None
+    plan: MissingValuePlan | None = None  # no imputer yet: the task engine fits it from this
     exclude_fold: int | None = None  # None: every training fold
     _frame: DataFrame | None = field(default=None, repr=False)
 
@@ -128,11 +130,15 @@ class Model(ABC):
 
     engine: ClassVar[str]
     inputs: ClassVar[str] = "features"
+    # fits in Spark tasks on staged rows, and fits its imputer there when given `Rows.plan`
+    in_tasks: ClassVar[bool] = False
 
     def __init__(self, spec: ModelSpec, ctx: ModelContext) -> None:
         self.spec, self.ctx = spec, ctx
         self.features: list[str] = []
         self.fitted: Any = None
+        # the imputer a task engine fitted with the model (Rows.plan), else None
+        self.imputer: FittedImputer | None = None
 
     @abstractmethod
     def fit(self, rows: Rows) -> Model:

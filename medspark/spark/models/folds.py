@@ -25,9 +25,9 @@ from pyspark.sql import functions as F
 
 from medspark.config import ConfigError
 from medspark.models.folder import Folder
-from medspark.models.missing import FittedImputer, model_features
+from medspark.models.missing import FittedImputer, MissingValuePlan, model_features
 from medspark.spark.models.base import FOLD, GROUP, LABEL, OWN_GROUP, Rows, StagedRows
-from medspark.spark.models.impute import accepted, impute
+from medspark.spark.models.impute import accepted, fit_in_tasks, impute
 from medspark.spark.models.tasks import stage_rows
 
 STRATUM, ROWS, RANK, SIZE = "_ms_stratum", "_ms_rows", "_ms_rank", "_ms_size"
@@ -97,7 +97,10 @@ def assign_folds(frame: DataFrame, *, group: str, key: str, stratify: bool, test
 class FoldSet:
     """The training split with its folds, its fold imputers and the rows each engine fits.
 
-    `imputers[f]` was fitted without fold f (`imputers[None]`: on every training row).
+    `imputers[f]` was fitted without fold f (`imputers[None]`: on every training row). With
+    `plan` set (the training split fits a task), imputers are fitted where they are needed:
+    task engines fit each fold's imputer in the task that fits on the fold (and the final one
+    in the refit task); `imputer(f)` fits the ones a Spark engine asks for, in Spark tasks.
     """
 
     framed: DataFrame
@@ -108,10 +111,24 @@ class FoldSet:
     imputers: dict[int | None, FittedImputer]
     stage_folder: Folder | None = None
     staged: StagedRows | None = None
+    plan: MissingValuePlan | None = None
     _cached: dict[int, DataFrame] = field(default_factory=dict)
 
+    def imputer(self, fold: int | None) -> FittedImputer:
+        """The imputer fitted without `fold` (None: on every training row)."""
+        if fold not in self.imputers:
+            if self.plan is None:
+                raise KeyError(f"no imputer fitted for fold {fold}")
+            todo = [f for f in (None, *range(self.k)) if f not in self.imputers]
+            try:
+                self.imputers.update(fit_in_tasks(self.framed.sparkSession, self.stage(),
+                                                  self.plan, todo))
+            except ValueError as e:
+                raise ConfigError(f"train.missing: {e}") from None
+        return self.imputers[fold]
+
     def features_of(self, fold: int | None) -> list[str]:
-        return model_features(self.imputers[fold], self.features)
+        return model_features(self.imputer(fold), self.features)
 
     def stage(self) -> StagedRows:
         """Every row, test split included, written once as Parquet; from then on `framed`
@@ -127,7 +144,7 @@ class FoldSet:
 
     def spark_rows(self, fold: int) -> tuple[Rows, DataFrame]:
         """(training rows, validation rows) of `fold`, imputed by its imputer, cached."""
-        part = accepted(impute(self.framed.where(F.col(FOLD) >= 0), self.imputers[fold],
+        part = accepted(impute(self.framed.where(F.col(FOLD) >= 0), self.imputer(fold),
                                self.features)).cache()
         self._cached[fold] = part
         train = part.where(F.col(FOLD) != fold)
@@ -138,10 +155,15 @@ class FoldSet:
         if cached is not None:
             cached.unpersist()
 
-    def training_rows(self) -> Rows:
+    def training_rows(self, in_task: bool = False) -> Rows:
         """Every training row with the final imputer: staged (task engines) and, on first use,
-        imputed by Spark and cached (Spark engines read it many times; `release(None)`)."""
-        final = self.imputers[None]
+        imputed by Spark and cached (Spark engines read it many times; `release(None)`).
+        `in_task`: a task engine will fit the final imputer itself (from `plan`) when it is
+        not fitted yet."""
+        if in_task and None not in self.imputers and self.plan is not None:
+            return Rows(list(self.features), self._no_frame, plan=self.plan,
+                        staged=self.stage())
+        final = self.imputer(None)
 
         def build() -> DataFrame:
             frame = accepted(impute(self.framed.where(F.col(FOLD) >= 0), final,
@@ -150,6 +172,10 @@ class FoldSet:
             return frame
 
         return Rows(self.features_of(None), build, imputer=final, staged=self.staged)
+
+    @staticmethod
+    def _no_frame() -> DataFrame:
+        raise ValueError("these rows are for a task engine: its imputer is fitted in the task")
 
     def release_all(self) -> None:
         for fold in list(self._cached):

@@ -3,10 +3,11 @@
 A candidate is an estimator named by import path, or (with `engine: auto`) an MLlib candidate's
 scikit-learn counterpart (`medspark.models.counterparts`). Selection runs every (grid point,
 fold) pair as one Spark task: the task reads the staged training split (`StagedRows`, pyarrow),
-applies its fold's imputer, fits `[StandardScaler if standardize] + estimator` with one BLAS
-thread, predicts the fold and returns only its score statistics' result
-(`medspark.models.scores`). The winner's refit is one task too, using the cores of an executor
-(`n_jobs`, BLAS threads); only the fitted pipeline (pickled) comes back to the driver. Scoring
+fits its fold's imputer (or applies the one given), fits `[StandardScaler if standardize] +
+estimator` with one BLAS thread, predicts the fold and returns only its score statistics'
+result (`medspark.models.scores`). The winner's refit is one task too, using the cores of an
+executor (`n_jobs`, BLAS threads), fitting the final imputer as well when none is given; only
+the fitted pipeline and imputer (pickled) come back to the driver. Scoring
 broadcasts it to a pandas UDF. The model file is a joblib pickle of the fitted `Pipeline`
 (trusted: load only models you wrote, with the scikit-learn version that saved them).
 """
@@ -25,10 +26,12 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.functions import pandas_udf
 
+from medspark.models.missing import FittedImputer, MissingValuePlan, model_features
 from medspark.models.scores import fold_stats, score_from_stats
 from medspark.models.sklearn_candidates import estimator_weights, fit_pipeline, predict_outputs
 from medspark.models.sklearn_estimators import feature_frame
 from medspark.spark.models.base import (
+    FOLD,
     LABEL,
     MODEL_X,
     PREDICTION,
@@ -81,24 +84,27 @@ class SklearnModel(Model):
     """A fitted scikit-learn `Pipeline` ([StandardScaler] + estimator)."""
 
     engine = "sklearn"
+    in_tasks = True
 
     # ------------------------------------------------------------------------------ fit
     def fit(self, rows: Rows) -> SklearnModel:
-        """The refit: one Spark task on the staged rows with `ctx.threads` cores."""
-        if rows.staged is None or rows.imputer is None:
+        """The refit: one Spark task on the staged rows with `ctx.threads` cores. Rows with a
+        `plan` instead of an imputer: the task fits the imputer too (`self.imputer`)."""
+        if rows.staged is None or (rows.imputer is None and rows.plan is None):
             raise ValueError("the scikit-learn engine fits staged rows (Rows.staged)")
-        self.features = list(rows.features)
-        payload = (self.spec, self.ctx, rows.staged, rows.imputer, self.features,
-                   rows.exclude_fold)
+        payload = (self.spec, self.ctx, rows.staged, rows.imputer or rows.plan,
+                   list(rows.features), rows.exclude_fold)
 
         def one(payloads, task_id: int) -> pd.DataFrame:
             del task_id
             spec, ctx, staged, imputer, feats, exclude = payloads[0].value
             train, _ = fold_rows(read_rows(staged), exclude)
             try:
+                imputer, feats = _imputer_for(imputer, train, feats)
                 fitted = _fit_task(spec, ctx, impute_accepted(train, imputer, feats), feats,
                                    ctx.threads)
-                blob, error = pickle.dumps(fitted, protocol=pickle.HIGHEST_PROTOCOL), None
+                blob, error = pickle.dumps((fitted, imputer, feats),
+                                           protocol=pickle.HIGHEST_PROTOCOL), None
             except Exception as e:  # noqa: BLE001 - reported on the driver
                 blob, error = None, f"{type(e).__name__}: {e}"
             return pd.DataFrame({"model": [blob], "error": [error]})
@@ -106,9 +112,11 @@ class SklearnModel(Model):
         (row,) = spark_tasks(_spark(), [payload], 1, one, _FIT_SCHEMA,
                              f"medspark train: refit {self.spec.estimator}")
         if row["error"]:
+            _raise_plan_error(row["error"])
             raise ValueError(f"refit of {self.spec.algorithm} {self.spec.params}: "
                              f"{row['error']}")
-        self.fitted = pickle.loads(row["model"])
+        self.fitted, imputer, self.features = pickle.loads(row["model"])
+        self.imputer = imputer if rows.imputer is None else None
         return self
 
     @classmethod
@@ -117,17 +125,18 @@ class SklearnModel(Model):
         staged, k = folds.stage(), folds.k
         specs = [m.spec for m in models]
         ctx = models[0].ctx
-        fold_inputs = {f: (folds.imputers[f], folds.features_of(f)) for f in range(k)}
+        # a fold's fitted imputer, or the plan: the task fits the fold's imputer itself
+        fold_inputs = {f: folds.imputers.get(f) or folds.plan for f in range(k)}
 
         def one(payloads, task_id: int) -> pd.DataFrame:
             from threadpoolctl import threadpool_limits
 
-            the_specs, the_ctx, the_staged, inputs = (p.value for p in payloads)
+            the_specs, the_ctx, the_staged, inputs, raw_feats = (p.value for p in payloads)
             index, fold = divmod(task_id, k)
-            imputer, feats = inputs[fold]
             timer = Stopwatch()
             try:
                 train, valid = fold_rows(read_rows(the_staged), fold)
+                imputer, feats = _imputer_for(inputs[fold], train, raw_feats)
                 train = impute_accepted(train, imputer, feats)
                 valid = impute_accepted(valid, imputer, feats)
                 model = _fit_task(the_specs[index], the_ctx, train, feats, 1)
@@ -142,11 +151,12 @@ class SklearnModel(Model):
             return pd.DataFrame({"task": [task_id], "score": [score],
                                  "seconds": [timer.seconds()], "error": [error]})
 
-        rows = spark_tasks(_spark(), [specs, ctx, staged, fold_inputs], len(models) * k, one,
-                           _SCORE_SCHEMA, f"medspark train: {len(models)} scikit-learn "
-                           f"candidates x {k} folds")
+        rows = spark_tasks(_spark(), [specs, ctx, staged, fold_inputs, list(folds.features)],
+                           len(models) * k, one, _SCORE_SCHEMA,
+                           f"medspark train: {len(models)} scikit-learn candidates x {k} folds")
         out = []
         for r in sorted(rows, key=lambda r: r["task"]):
+            _raise_plan_error(r["error"])
             index, fold = divmod(int(r["task"]), k)
             out.append(FoldScore(index, fold, _float(r["score"]), _float(r["seconds"]),
                                  r["error"]))
@@ -208,6 +218,29 @@ class SklearnModel(Model):
         return {**super().describe(), "estimator_class": type(est).__name__ if est else None,
                 "fitted_params": fitted,
                 "pipeline": [name for name, _ in self.fitted.steps] if est else []}
+
+
+def _imputer_for(given: FittedImputer | MissingValuePlan, train: pd.DataFrame,
+                 features: list[str]) -> tuple[FittedImputer, list[str]]:
+    """(the imputer, the model features it leaves): `given` if fitted, else the plan fitted on
+    `train` (raw training rows of a task; a plan that cannot be fitted raises PlanError)."""
+    if isinstance(given, MissingValuePlan):
+        try:
+            given = given.fit(train.drop(columns=FOLD).reset_index(drop=True))
+        except (ValueError, KeyError) as e:
+            raise PlanError(f"{type(e).__name__}: {e}") from None
+    return given, model_features(given, features)
+
+
+class PlanError(ValueError):
+    """The missing-value plan could not be fitted on a task's rows (a configuration error)."""
+
+
+def _raise_plan_error(error: str | None) -> None:
+    if error and error.startswith(PlanError.__name__ + ":"):
+        from medspark.config import ConfigError
+
+        raise ConfigError(f"train.missing: {error.split(':', 1)[1].strip()}")
 
 
 def _float(value: Any) -> float:

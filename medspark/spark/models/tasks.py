@@ -88,8 +88,11 @@ def read_rows(staged: StagedRows, columns: Sequence[str] | None = None) -> pd.Da
               for f in staged.files]
     import pyarrow as pa
 
-    pdf = pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame(columns=cols)
-    return pdf.sort_values(staged.key, kind="stable", ignore_index=True)
+    if not tables:
+        return pd.DataFrame(columns=cols)
+    # sorted by Arrow before pandas sees it (a stable sort; several times faster than
+    # reordering every pandas column)
+    return pa.concat_tables(tables).sort_by([(staged.key, "ascending")]).to_pandas()
 
 
 def fold_rows(pdf: pd.DataFrame, fold: int | None) -> tuple[pd.DataFrame, pd.DataFrame]:
