@@ -310,6 +310,7 @@ def mark_rejected(pdf: pd.DataFrame, fitted: FittedImputer, features: Sequence[s
         values = filled[keep].to_numpy(dtype=float)
         if filled.index.equals(out.index):
             out[keep] = values
+            out = out.copy()  # one block again (column-wise replacement fragments the frame)
         else:
             out.loc[filled.index, keep] = values
     out[REJECT_STEP], out[REJECT_REASON] = None, None
