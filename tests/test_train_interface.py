@@ -265,3 +265,50 @@ def test_imputation_report_counts_like_the_pandas_imputer(spark, data):
     for c in feats:
         assert got.columns[c].missing_before == want.columns[c].missing_before > 0
         assert got.columns[c].missing_after == want.columns[c].missing_after
+
+
+def test_held_out_scored_in_the_refit_task_equals_sparks_evaluation(spark, data, tmp_path):
+    """A scikit-learn refit that also scores the held-out split in its task (split within
+    `eval_max_rows`) hands over exactly what Spark's evaluation computes from the same model
+    and imputer: the scored rows, the imputation report, the metrics."""
+    from medspark.models.folder import Folder
+    from medspark.spark.models.base import FOLD, GROUP, HeldOut, ModelContext, ModelSpec
+    from medspark.spark.models.evaluation import evaluate
+    from medspark.spark.models.folds import FoldSet, assign_folds
+    from medspark.spark.models.sklearn_engine import SklearnModel
+    from medspark.spark.train import prepare
+
+    train = cfg(eval_max_rows=10_000, missing={"rules": [
+        {"strategy": "drop_rows", "columns": ["f5"]},
+        {"strategy": "fill", "columns": ["*"], "method": "median"}]})
+    pre = preflight(Settings(), str(tmp_path / "lake"), data["table"], train=train)
+    d = prepare(spark, pre, None, data["table"])
+    framed, groups, _ = assign_folds(d.frame, group=d.group, key=d.key, stratify=True,
+                                     test_size=0.2, k=2, seed=0, labels=d.labels)
+    folds = FoldSet(framed, 2, d.key, d.features, [d.key, GROUP, "_ms_label", *d.features],
+                    {}, Folder.at(str(tmp_path / "stage")))
+    folds.stage()
+    folds.plan = train.missing_plan([d.key], [GROUP, d.group, "_ms_label", FOLD])
+    rows = folds.training_rows(in_task=True)
+    rows.held_out = HeldOut(list(d.features))
+    spec = ModelSpec("sklearn.linear_model.LogisticRegression", {"C": 1.0}, "sklearn",
+                     "sklearn.linear_model.LogisticRegression")
+    ctx = ModelContext("classification", 2, d.labels, True, 0, "roc_auc", 2)
+    model = SklearnModel(spec, ctx).fit(rows)
+    assert model.held_out is not None and model.imputer is not None
+    test = folds.framed.where(f"{FOLD} = -1")
+    kw = {"n_boot": 20, "seed": 0, "max_rows": 10_000}
+    in_task = evaluate(model, test, model.imputer, d.features, d.key, **kw)
+    model.held_out = None
+    by_spark = evaluate(model, test, model.imputer, d.features, d.key, **kw)
+    groups.unpersist()
+    assert in_task.sampling.pop("scored_in") == "the refit task"
+    assert by_spark.sampling.pop("scored_in") == "spark"
+    assert in_task.sampling == by_spark.sampling
+    assert in_task.report == by_spark.report and in_task.report.rows_dropped > 0
+    assert in_task.counts == by_spark.counts
+    a, b = in_task.sample, by_spark.sample[list(in_task.sample.columns)]
+    assert list(a[d.key]) == list(b[d.key]) and len(a) == in_task.report.rows_out
+    np.testing.assert_allclose(a["score"], b["score"], rtol=1e-12)
+    assert (a["prediction"] == b["prediction"]).all() and (a["_ms_label"] == b["_ms_label"]).all()
+    assert in_task.metrics == by_spark.metrics

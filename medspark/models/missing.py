@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
@@ -131,6 +132,35 @@ class ImputeReport(BaseModel):
                    rows_dropped_by_step={str(k): int(v) for k, v in by_step.items()},
                    columns_dropped=[str(c) for c in before if after.get(c) is None],
                    columns=columns)
+
+
+def batch_counts(raw: pd.DataFrame, marked: pd.DataFrame, columns: Sequence[str],
+                 kept: Sequence[str]) -> dict[str, Any]:
+    """One batch's share of an `ImputeReport`: `raw` rows and what `mark_rejected` made of
+    them (`marked`); missing values of `columns` before, of the `kept` ones after. Batches
+    counted apart (Spark partitions, a task's rows) add up with `sum_counts`."""
+    ok = marked[marked[REJECT_STEP].isna()]
+    return {"rows_in": len(raw), "rows_out": len(ok),
+            "before": raw[list(columns)].isna().sum().to_numpy(dtype="int64"),
+            "after": ok[list(kept)].isna().sum().to_numpy(dtype="int64"),
+            "steps": marked[REJECT_STEP].dropna().value_counts().to_dict()}
+
+
+def sum_counts(batches: Sequence[Mapping[str, Any]], columns: Sequence[str],
+               kept: Sequence[str]) -> ImputeReport:
+    """The report of every batch's `batch_counts` together (a dropped column: None after)."""
+    before, after = np.zeros(len(columns), np.int64), np.zeros(len(kept), np.int64)
+    steps: dict[str, int] = {}
+    for b in batches:
+        before += np.asarray(b["before"], dtype=np.int64)
+        after += np.asarray(b["after"], dtype=np.int64)
+        for step, n in (b["steps"] or {}).items():
+            steps[step] = steps.get(step, 0) + int(n)
+    missing_after = dict(zip(kept, after.tolist(), strict=True))
+    return ImputeReport.from_counts(
+        sum(int(b["rows_in"]) for b in batches), sum(int(b["rows_out"]) for b in batches),
+        steps, dict(zip(columns, before.tolist(), strict=True)),
+        {c: missing_after.get(c) for c in columns})
 
 
 @dataclass

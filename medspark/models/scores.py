@@ -34,6 +34,20 @@ def score_bins(score: np.ndarray) -> np.ndarray:
                    HIST_BINS - 1)
 
 
+def score_values(task: str, n_labels: int, prediction: np.ndarray,
+                 probability: np.ndarray | None) -> np.ndarray:
+    """The `score` column of scored rows (what `medspark.spark.models.scoring.add_scores`
+    derives in Spark): the value (regression), the positive-class probability (two classes),
+    else the top probability (NaN where a model has none)."""
+    prediction = np.asarray(prediction, dtype=float)
+    if task == "regression":
+        return prediction
+    if probability is None:
+        return np.full(len(prediction), np.nan)
+    prob = np.asarray(probability, dtype=float)
+    return prob[:, 1] if task == "classification" and n_labels == 2 else prob.max(axis=1)
+
+
 def fold_stats(metric: str, y: np.ndarray | None, pred: np.ndarray,
                prob: np.ndarray | None = None, x: np.ndarray | None = None,
                n_classes: int = 0) -> dict[str, Any]:

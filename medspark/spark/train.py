@@ -42,6 +42,7 @@ from medspark.spark.models.base import (
     FOLD,
     GROUP,
     LABEL,
+    HeldOut,
     ModelContext,
     ModelSpec,
     engine_class,
@@ -273,10 +274,9 @@ def prepare(spark: SparkSession, pre: Preflight, lake: Lake | None, table: str |
         ids = dict.fromkeys([pre.key, cfg.group_col, *([label] if label else []), *extra])
         # SQL strings: one call to the JVM for any number of features (a Column per feature
         # cost ~8 ms each through py4j)
-        quoted = [f"`{c.replace('`', '``')}`" for c in feats]
         df = raw.withColumn("_ms_error", errors).selectExpr(
-            *[f"`{c.replace('`', '``')}`" for c in ids],
-            *[f"CAST({q} AS DOUBLE) AS {q}" for q in quoted], "_ms_error")
+            *[quote(c) for c in ids],
+            *[f"CAST({quote(c)} AS DOUBLE) AS {quote(c)}" for c in feats], "_ms_error")
         errors = F.col("_ms_error")
     fingerprint: dict[str, int] = {}
     df, labels = _count_and_encode(spark, df, label, errors, cfg, counts, fingerprint)
@@ -290,13 +290,12 @@ def _count_and_encode(spark: SparkSession, df: DataFrame, label: str | None, err
                       cfg: TrainSettings, counts: dict[str, int], fingerprint: dict[str, int]
                       ) -> tuple[DataFrame, list[Any] | None]:
     """Counts (and the classes, for classification) and the data fingerprint of the rows kept
-    (`data_fingerprint`'s row count and xor of row hashes) in one aggregate; `_ms_label`
-    added."""
-    row_hash = F.xxhash64(*[c for c in df.columns if c != "_ms_error"])
+    (`fingerprint_aggregates`) in one aggregate; `_ms_label` added."""
+    hashed = [c for c in df.columns if c != "_ms_error"]
     if label and cfg.task == "classification":
+        n, h = fingerprint_aggregates(hashed)
         rows = (df.groupBy(F.col(label).alias("_l"), errors.alias("_e"))
-                .agg(F.count(F.lit(1)).alias("count"), F.bit_xor(row_hash).alias("_h"))
-                .limit(MAX_CLASSES + 2).collect())
+                .agg(n.alias("count"), h.alias("_h")).limit(MAX_CLASSES + 2).collect())
         if len(rows) > MAX_CLASSES:
             raise ConfigError(f"label {label!r} has more than {MAX_CLASSES} values: set "
                               "train.task=regression, or the right train.label")
@@ -310,10 +309,10 @@ def _count_and_encode(spark: SparkSession, df: DataFrame, label: str | None, err
         fingerprint["hash"] = functools.reduce(operator.xor, (r["_h"] or 0 for r in used), 0)
         return _encode(spark, df.where(~errors), label, values, cfg)
     kept = ~errors & F.col(label).isNotNull() if label else ~errors
+    n, h = fingerprint_aggregates(hashed, kept)
     r = df.agg(F.count(F.when(~errors, 1)).alias("n"), F.count(F.when(errors, 1)).alias("e"),
                F.count(F.when(~errors & F.col(label).isNull(), 1)).alias("u")
-               if label else F.lit(0).alias("u"), F.count(F.when(kept, 1)).alias("k"),
-               F.bit_xor(F.when(kept, row_hash)).alias("h")).first()
+               if label else F.lit(0).alias("u"), n.alias("k"), h.alias("h")).first()
     counts.setdefault("feature_error_rows", int(r["e"]))
     counts["rows_read"], counts["rows_without_label"] = int(r["n"]), int(r["u"])
     fingerprint.update(rows=int(r["k"]), hash=int(r["h"] or 0))
@@ -355,11 +354,26 @@ def encode_label(spark: SparkSession, df: DataFrame, label: str,
 
 
 # ------------------------------------------------------------------------------------- ids
+def fingerprint_aggregates(columns: list[str], kept: Any = None) -> tuple[Any, Any]:
+    """The data fingerprint as two aggregate expressions over the rows where `kept` holds
+    (every row when None), to add to any aggregate: the row count and an order-free xor of
+    the rows' xxhash64 of `columns` (changes when any value changes)."""
+    row_hash = F.xxhash64(*columns)
+    if kept is None:
+        return F.count(F.lit(1)), F.bit_xor(row_hash)
+    return F.count(F.when(kept, 1)), F.bit_xor(F.when(kept, row_hash))
+
+
 def data_fingerprint(df: DataFrame) -> dict[str, Any]:
-    """Row count and an order-free xor of row hashes: changes when any value changes."""
-    row = df.agg(F.count(F.lit(1)).alias("n"),
-                 F.bit_xor(F.xxhash64(*df.columns)).alias("h")).first()
+    """`fingerprint_aggregates` of every row and column of `df`."""
+    n, h = fingerprint_aggregates(df.columns)
+    row = df.agg(n.alias("n"), h.alias("h")).first()
     return {"rows": int(row["n"]), "hash": int(row["h"] or 0)}
+
+
+def quote(column: str) -> str:
+    """`column` as a Spark SQL identifier."""
+    return "`" + column.replace("`", "``") + "`"
 
 
 def versions() -> dict[str, Any]:
@@ -406,14 +420,22 @@ def run_train(spark: SparkSession, settings: Settings, lake_root: str | None = N
 
     pre = preflight(settings, lake_root, table, train=train, as_of=as_of, task=task,
                     label=label, id_col=id_col, group_col=group_col)
+    from medspark.spark.models.selection import task_modules
+    from medspark.spark.models.tasks import warm_workers
+
     lake = Lake(lake_root)
     with job_run(lake, "train") as run:
         data = prepare(spark, pre, None if table else lake, table, as_of)
-        if pre.cfg.per_group:
-            from medspark.spark.models.per_group import train_per_group
+        # while the JVM splits and stages the rows (small jobs, idle cores)
+        warming = warm_workers(spark, task_modules(pre.cfg))
+        try:
+            if pre.cfg.per_group:
+                from medspark.spark.models.per_group import train_per_group
 
-            return train_per_group(spark, settings, lake, run, pre.cfg, data)
-        return Job(spark, settings, lake, run, pre.cfg, data).run()
+                return train_per_group(spark, settings, lake, run, pre.cfg, data)
+            return Job(spark, settings, lake, run, pre.cfg, data).run()
+        finally:
+            warming.join()
 
 
 class Job:
@@ -491,8 +513,11 @@ class Job:
         best = board.best()
         self.lap("selection")
         engine = engine_class(best.engine)
+        rows = folds.training_rows(in_task=engine.in_tasks)
+        if engine.in_tasks and split["rows_by_fold"]["-1"] <= cfg.eval_max_rows:
+            rows.held_out = HeldOut(list(data.features))  # scored in the refit task
         try:
-            model = engine(best, ctx).fit(folds.training_rows(in_task=engine.in_tasks))
+            model = engine(best, ctx).fit(rows)
         finally:
             folds.release_all()
         self.lap("refit")

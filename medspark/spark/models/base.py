@@ -30,10 +30,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from medspark.models.missing import REJECT_REASON, REJECT_STEP  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
+    import pandas as pd
     from pyspark.sql import DataFrame
 
     from medspark.models.folder import Folder
-    from medspark.models.missing import FittedImputer, MissingValuePlan
+    from medspark.models.missing import FittedImputer, ImputeReport, MissingValuePlan
 
 LABEL = "_ms_label"          # the encoded label (class index or value)
 FOLD = "_ms_fold"            # -1: held-out test split; 0..k-1: CV fold
@@ -92,6 +93,25 @@ class StagedRows:
     columns: list[str]
 
 
+@dataclass(frozen=True)
+class HeldOut:
+    """Asks a task engine to score the held-out split (`FOLD == -1` of the staged rows) in the
+    refit task, after fitting: the split is small enough to come back whole (at most
+    `train.eval_max_rows` rows). `features` are its raw feature columns."""
+
+    features: list[str]
+
+
+@dataclass
+class HeldOutScores:
+    """The held-out split scored where the model was fitted: the accepted rows sorted by key
+    (key, `_ms_group`, prediction, score, and `_ms_label` or `_ms_x` for clustering), as
+    Spark's evaluation would have collected them, and the imputer's report on the split."""
+
+    rows: pd.DataFrame
+    report: ImputeReport
+
+
 @dataclass
 class Rows:
     """Rows to fit on: an imputed, accepted DataFrame (Spark engines, built on first use) and,
@@ -105,6 +125,7 @@ class Rows:
     staged: StagedRows | None = None
     plan: MissingValuePlan | None = None  # no imputer yet: the task engine fits it from this
     exclude_fold: int | None = None  # None: every training fold
+    held_out: HeldOut | None = None  # task engines: also score the held-out split
     _frame: DataFrame | None = field(default=None, repr=False)
 
     @property
@@ -139,6 +160,8 @@ class Model(ABC):
         self.fitted: Any = None
         # the imputer a task engine fitted with the model (Rows.plan), else None
         self.imputer: FittedImputer | None = None
+        # the held-out split scored by a task engine's refit (Rows.held_out), else None
+        self.held_out: HeldOutScores | None = None
 
     @abstractmethod
     def fit(self, rows: Rows) -> Model:

@@ -2,11 +2,13 @@
 sample of them, plots.
 
 The test split is imputed by the saved imputer and scored by the fitted model in Spark; counts
-and the imputation report are Spark aggregates. The metrics with their patient-level bootstrap
-CIs (`medspark.models.metrics`) and the plots need the rows, so at most `train.eval_max_rows`
-scored rows come to the driver: all of them when the test split is that small, otherwise whole
-groups drawn by a seeded hash of the group id (so the bootstrap still resamples patients).
-metrics.json says which (`evaluation`).
+and the imputation report are Spark aggregates. (A task engine whose refit task already scored
+the split, because it has at most `train.eval_max_rows` rows, hands over those rows and counts
+instead: the same imputer, model and columns without two more Spark jobs.) The metrics with
+their patient-level bootstrap CIs (`medspark.models.metrics`) and the plots need the rows, so
+at most `train.eval_max_rows` scored rows come to the driver: all of them when the test split
+is that small, otherwise whole groups drawn by a seeded hash of the group id (so the bootstrap
+still resamples patients). metrics.json says which (`evaluation`).
 """
 
 from __future__ import annotations
@@ -42,15 +44,24 @@ class Evaluation:
 
 def evaluate(model: Model, test: DataFrame, imputer: FittedImputer, features: list[str],
              key: str, *, n_boot: int, seed: int, max_rows: int) -> Evaluation:
-    """Impute and score the held-out rows `test` (raw); metrics on at most `max_rows` of them."""
+    """Impute and score the held-out rows `test` (raw); metrics on at most `max_rows` of them.
+    A task engine that scored them in its refit task (`model.held_out`) skips the Spark jobs:
+    same rows, imputer, model and columns."""
     ctx = model.ctx
-    rep = report(test, imputer, features, [c for c in test.columns if c in features])
-    scored = add_scores(model.transform(accepted(impute(test, imputer, features))), ctx.task,
-                        ctx.labels)
-    cols = [key, GROUP, PREDICTION, "score",
-            *([LABEL] if ctx.task != "clustering" else [MODEL_X])]
-    sample, sampling = bounded_sample(scored.select(*dict.fromkeys(cols)), rep.rows_out,
-                                      max_rows, seed)
+    if model.held_out is not None:
+        rep, sample = model.held_out.report, model.held_out.rows
+        sampling = {"rows": rep.rows_out, "max_rows": max_rows, "sampled": False,
+                    "method": "every scored held-out row", "rows_used": len(sample),
+                    "scored_in": "the refit task"}
+    else:
+        rep = report(test, imputer, features, [c for c in test.columns if c in features])
+        scored = add_scores(model.transform(accepted(impute(test, imputer, features))),
+                            ctx.task, ctx.labels)
+        cols = [key, GROUP, PREDICTION, "score",
+                *([LABEL] if ctx.task != "clustering" else [MODEL_X])]
+        sample, sampling = bounded_sample(scored.select(*dict.fromkeys(cols)), rep.rows_out,
+                                          max_rows, seed)
+        sampling["scored_in"] = "spark"
     x = np.vstack(sample[MODEL_X].to_numpy()) if ctx.task == "clustering" and len(sample) \
         else None
     metrics = test_metrics(sample, ctx.task, ctx.labels, GROUP, n_boot, seed, x)

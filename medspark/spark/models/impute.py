@@ -49,8 +49,10 @@ from medspark.models.missing import (
     Interpolate,
     MissingValuePlan,
     ModelImpute,
+    batch_counts,
     mark_rejected,
     model_features,
+    sum_counts,
 )
 from medspark.spark.models.base import FOLD, StagedRows
 from medspark.spark.models.tasks import fold_rows, read_rows, spark_tasks
@@ -270,22 +272,6 @@ def report(raw: DataFrame, fitted: FittedImputer, features: list[str],
 
     def count(pdf: pd.DataFrame) -> pd.DataFrame:
         out = mark_rejected(pdf.reset_index(drop=True), fitted, features)
-        ok = out[out[REJECT_STEP].isna()]
-        return pd.DataFrame({
-            "rows_in": [len(pdf)], "rows_out": [len(ok)],
-            "before": [pdf[cols].isna().sum().to_numpy(dtype="int64")],
-            "after": [ok[keep].isna().sum().to_numpy(dtype="int64")],
-            "steps": [out[REJECT_STEP].dropna().value_counts().to_dict()]})
+        return pd.DataFrame([batch_counts(pdf, out, cols, keep)])
 
-    rows = _per_batch(raw, fitted, count, _REPORT_SCHEMA).collect()
-    before, after = [0] * len(cols), [0] * len(keep)
-    steps: dict[str, int] = {}
-    for r in rows:
-        before = [a + b for a, b in zip(before, r["before"], strict=True)]
-        after = [a + b for a, b in zip(after, r["after"], strict=True)]
-        for step, n in (r["steps"] or {}).items():
-            steps[step] = steps.get(step, 0) + n
-    missing_after = dict(zip(keep, after, strict=True))
-    return ImputeReport.from_counts(
-        sum(r["rows_in"] for r in rows), sum(r["rows_out"] for r in rows), steps,
-        dict(zip(cols, before, strict=True)), {c: missing_after.get(c) for c in cols})
+    return sum_counts(_per_batch(raw, fitted, count, _REPORT_SCHEMA).collect(), cols, keep)

@@ -96,6 +96,20 @@ def plan_specs(cfg: TrainSettings, budget: TaskBudget) -> list[ModelSpec]:
     return specs
 
 
+def task_modules(cfg: TrainSettings) -> list[str]:
+    """The modules a task of this run imports: the task engine's and every candidate's
+    estimator module (scikit-learn path or an MLlib name's counterpart), for `warm_workers`."""
+    from medspark.models.counterparts import sklearn_counterpart
+
+    mods = ["medspark.spark.models.sklearn_engine", "sklearn.pipeline", "sklearn.preprocessing"]
+    for cand in cfg.candidates():
+        path = cand.algorithm if is_estimator_path(cand.algorithm) else \
+            sklearn_counterpart(cand.algorithm, cand.params)[0]
+        if path and "." in path:
+            mods.append(path.rsplit(".", 1)[0])
+    return list(dict.fromkeys(mods))
+
+
 @dataclass
 class Leaderboard:
     """One row per grid point (`frame`, what leaderboard.parquet holds), best first;

@@ -10,6 +10,10 @@ its fold, apply the fold's imputer. Nothing row-sized passes through the driver.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -21,9 +25,10 @@ from pyspark.sql import DataFrame
 from pyspark.sql.types import StructType
 
 from medspark.models.folder import Folder
-from medspark.spark.models.base import FOLD, REJECT_STEP, StagedRows
+from medspark.spark.models.base import FOLD, StagedRows
 
 JOB_GROUP = "medspark-model-tasks"
+log = logging.getLogger(__name__)
 _JOB_PROPS = ("spark.jobGroup.id", "spark.job.description", "spark.job.interruptOnCancel")
 
 
@@ -67,6 +72,38 @@ def spark_tasks(spark: Any, payloads: Sequence[Any], n_tasks: int,
             bc.unpersist()
 
 
+def warm_workers(spark: Any, modules: Sequence[str]) -> threading.Thread:
+    """Start one Python worker per core and import `modules` in it, as a background no-op job.
+
+    A run's first Python tasks otherwise pay ~2 s to start their workers and import pandas,
+    pyarrow and scikit-learn; started while the driver plans and the JVM reads the source,
+    that cost overlaps with work that leaves cores idle (Spark reuses the workers). Join the
+    thread before the run ends; a failure only loses the head start (logged)."""
+    sc = spark.sparkContext
+    n = max(1, int(sc.defaultParallelism))
+    names = list(dict.fromkeys(modules))
+
+    def start(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for name in names:
+            # a candidate that cannot be imported says so where it is fitted
+            with contextlib.suppress(ImportError):
+                importlib.import_module(name)
+        for batch in batches:
+            yield batch.iloc[:0]
+
+    def job() -> None:
+        try:
+            with _job_group(sc, "medspark: start Python workers"):
+                (spark.range(0, n, 1, numPartitions=n).mapInPandas(start, schema="id long")
+                 .write.format("noop").mode("overwrite").save())
+        except Exception as e:  # noqa: BLE001 - an optimisation; the run itself reports
+            log.info("starting Python workers ahead failed: %s", e)
+
+    thread = threading.Thread(target=job, name="medspark-warm-workers", daemon=True)
+    thread.start()
+    return thread
+
+
 def stage_rows(frame: DataFrame, folder: Folder, key: str, columns: list[str]) -> StagedRows:
     """Write `frame` (raw rows, not imputed; every column) under `folder` once; tasks read
     `key`, `_ms_fold` and `columns` of it."""
@@ -78,13 +115,38 @@ def stage_rows(frame: DataFrame, folder: Folder, key: str, columns: list[str]) -
     return StagedRows(folder, files, key, list(dict.fromkeys([key, FOLD, *columns])))
 
 
-def read_rows(staged: StagedRows, columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """The staged training rows (or `columns` of them) sorted by the key, in a task."""
-    import pyarrow.parquet as pq
+_SPLITS = {"train": [(FOLD, ">=", 0)], "test": [(FOLD, "==", -1)], "all": None}
+
+
+# the rows the last task of a stage read, in this Python worker: the stage's next task on the
+# worker (another candidate or fold of the same split) reuses them instead of reading again;
+# a task of another stage replaces them, so a worker holds at most one split
+_LAST_READ: dict[tuple, pd.DataFrame] = {}
+
+
+def read_rows(staged: StagedRows, columns: Sequence[str] | None = None,
+              split: str = "train") -> pd.DataFrame:
+    """The staged rows of `split` (train: every CV fold; test: the held-out split; all), or
+    `columns` of them, sorted by the key, in a task. Callers must not modify the frame: the
+    stage's other tasks on this worker get the same one."""
+    from pyspark import TaskContext
 
     cols = list(dict.fromkeys([staged.key, FOLD, *(columns or staged.columns)]))
+    context = TaskContext.get()
+    if context is None:  # not in a task: nothing to share
+        return _read(staged, cols, split)
+    key = (context.stageId(), staged.folder.path, tuple(staged.files), tuple(cols), split)
+    if key not in _LAST_READ:
+        _LAST_READ.clear()
+        _LAST_READ[key] = _read(staged, cols, split)
+    return _LAST_READ[key]
+
+
+def _read(staged: StagedRows, cols: list[str], split: str) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
     tables = [pq.read_table(f"{staged.folder.path}/{f}", columns=cols,
-                            filesystem=staged.folder.fs, filters=[(FOLD, ">=", 0)])
+                            filesystem=staged.folder.fs, filters=_SPLITS[split])
               for f in staged.files]
     import pyarrow as pa
 
@@ -105,11 +167,14 @@ def fold_rows(pdf: pd.DataFrame, fold: int | None) -> tuple[pd.DataFrame, pd.Dat
 
 
 def impute_accepted(pdf: pd.DataFrame, imputer: Any, features: list[str]) -> pd.DataFrame:
-    """The rows the fold's imputer accepts, imputed (exactly what Spark's `impute` keeps)."""
-    from medspark.models.missing import mark_rejected
+    """The rows the fold's imputer accepts, imputed: those no step rejected and with no model
+    feature left missing (the rows and model-feature values Spark's `impute` keeps; what
+    `mark_rejected` would keep, without its bookkeeping of the rejected rows)."""
+    from medspark.models.missing import model_features
 
-    out = mark_rejected(pdf.reset_index(drop=True), imputer, features)
-    return out[out[REJECT_STEP].isna()]
+    frame = imputer.transform(pdf.reset_index(drop=True)).frame
+    keep = model_features(imputer, features)
+    return frame[~frame[keep].isna().to_numpy().any(axis=1)]
 
 
 class Stopwatch:
