@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
-import functools
 import logging
-import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,9 +75,12 @@ class TrainData:
     labels: list[Any] | None = None
     source: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
-    # row count and xor of row hashes of the rows kept (read, no error, labelled): changes
-    # when any value changes; computed with the counts
-    fingerprint: dict[str, int] = field(default_factory=dict)
+    # the columns of the data fingerprint (`fingerprint_aggregates` over `frame`'s rows: those
+    # kept, i.e. read, without error, labelled), computed by the first pass over all of them
+    hashed: list[str] = field(default_factory=list)
+
+    def fingerprint_aggregates(self) -> list[Any]:
+        return fingerprint_aggregates(self.hashed)
 
 
 @dataclass(frozen=True)
@@ -278,24 +279,22 @@ def prepare(spark: SparkSession, pre: Preflight, lake: Lake | None, table: str |
             *[quote(c) for c in ids],
             *[f"CAST({quote(c)} AS DOUBLE) AS {quote(c)}" for c in feats], "_ms_error")
         errors = F.col("_ms_error")
-    fingerprint: dict[str, int] = {}
-    df, labels = _count_and_encode(spark, df, label, errors, cfg, counts, fingerprint)
+    hashed = [c for c in df.columns if c != "_ms_error"]
+    df, labels = _count_and_encode(spark, df, label, errors, cfg, counts)
     if "_ms_error" in df.columns:
         df = df.drop("_ms_error")
     return TrainData(df, pre.key, cfg.group_col, label, feats, extra, pre.aggregate, labels,
-                     source, counts, fingerprint)
+                     source, counts, hashed)
 
 
 def _count_and_encode(spark: SparkSession, df: DataFrame, label: str | None, errors: Any,
-                      cfg: TrainSettings, counts: dict[str, int], fingerprint: dict[str, int]
+                      cfg: TrainSettings, counts: dict[str, int]
                       ) -> tuple[DataFrame, list[Any] | None]:
-    """Counts (and the classes, for classification) and the data fingerprint of the rows kept
-    (`fingerprint_aggregates`) in one aggregate; `_ms_label` added."""
-    hashed = [c for c in df.columns if c != "_ms_error"]
+    """Counts (and the classes, for classification) in one aggregate of the label and error
+    columns only; `_ms_label` added."""
     if label and cfg.task == "classification":
-        n, h = fingerprint_aggregates(hashed)
         rows = (df.groupBy(F.col(label).alias("_l"), errors.alias("_e"))
-                .agg(n.alias("count"), h.alias("_h")).limit(MAX_CLASSES + 2).collect())
+                .agg(F.count(F.lit(1)).alias("count")).limit(MAX_CLASSES + 2).collect())
         if len(rows) > MAX_CLASSES:
             raise ConfigError(f"label {label!r} has more than {MAX_CLASSES} values: set "
                               "train.task=regression, or the right train.label")
@@ -304,18 +303,12 @@ def _count_and_encode(spark: SparkSession, df: DataFrame, label: str | None, err
         counts["rows_read"] = sum(r["count"] for r in ok)
         counts["rows_without_label"] = sum(r["count"] for r in ok if r["_l"] is None)
         values = sorted(r["_l"] for r in ok if r["_l"] is not None)
-        used = [r for r in ok if r["_l"] is not None]
-        fingerprint["rows"] = sum(r["count"] for r in used)
-        fingerprint["hash"] = functools.reduce(operator.xor, (r["_h"] or 0 for r in used), 0)
         return _encode(spark, df.where(~errors), label, values, cfg)
-    kept = ~errors & F.col(label).isNotNull() if label else ~errors
-    n, h = fingerprint_aggregates(hashed, kept)
     r = df.agg(F.count(F.when(~errors, 1)).alias("n"), F.count(F.when(errors, 1)).alias("e"),
                F.count(F.when(~errors & F.col(label).isNull(), 1)).alias("u")
-               if label else F.lit(0).alias("u"), n.alias("k"), h.alias("h")).first()
+               if label else F.lit(0).alias("u")).first()
     counts.setdefault("feature_error_rows", int(r["e"]))
     counts["rows_read"], counts["rows_without_label"] = int(r["n"]), int(r["u"])
-    fingerprint.update(rows=int(r["k"]), hash=int(r["h"] or 0))
     df = df.where(~errors)
     if label:
         return df.where(F.col(label).isNotNull()).withColumn(
@@ -354,21 +347,21 @@ def encode_label(spark: SparkSession, df: DataFrame, label: str,
 
 
 # ------------------------------------------------------------------------------------- ids
-def fingerprint_aggregates(columns: list[str], kept: Any = None) -> tuple[Any, Any]:
-    """The data fingerprint as two aggregate expressions over the rows where `kept` holds
-    (every row when None), to add to any aggregate: the row count and an order-free xor of
-    the rows' xxhash64 of `columns` (changes when any value changes)."""
-    row_hash = F.xxhash64(*columns)
-    if kept is None:
-        return F.count(F.lit(1)), F.bit_xor(row_hash)
-    return F.count(F.when(kept, 1)), F.bit_xor(F.when(kept, row_hash))
+def fingerprint_aggregates(columns: list[str]) -> list[Any]:
+    """The data fingerprint as aggregate expressions `rows` and `hash`, to add to any pass
+    over the rows (an aggregate, or `DataFrame.observe` on a write): the row count and an
+    order-free xor of the rows' xxhash64 of `columns` (changes when any value changes)."""
+    return [F.count(F.lit(1)).alias("rows"), F.bit_xor(F.xxhash64(*columns)).alias("hash")]
+
+
+def fingerprint_of(values: dict[str, Any]) -> dict[str, int]:
+    """The fingerprint from `fingerprint_aggregates`' values (no rows: hash 0)."""
+    return {"rows": int(values["rows"]), "hash": int(values["hash"] or 0)}
 
 
 def data_fingerprint(df: DataFrame) -> dict[str, Any]:
-    """`fingerprint_aggregates` of every row and column of `df`."""
-    n, h = fingerprint_aggregates(df.columns)
-    row = df.agg(n.alias("n"), h.alias("h")).first()
-    return {"rows": int(row["n"]), "hash": int(row["h"] or 0)}
+    """`fingerprint_aggregates` of every row and column of `df`, as its own pass."""
+    return fingerprint_of(df.agg(*fingerprint_aggregates(df.columns)).first().asDict())
 
 
 def quote(column: str) -> str:
@@ -416,24 +409,25 @@ def run_train(spark: SparkSession, settings: Settings, lake_root: str | None = N
     `lake_root` is required (models/ and _runs/ live there); `table` trains on any Parquet
     table instead of the lake's features/. Arguments left None come from `train:` settings.
     """
+    from medspark.spark.models.selection import task_modules
+    from medspark.spark.models.tasks import Stopwatch, warm_workers
     from medspark.spark.runs import job_run
 
+    clock = Stopwatch()
     pre = preflight(settings, lake_root, table, train=train, as_of=as_of, task=task,
                     label=label, id_col=id_col, group_col=group_col)
-    from medspark.spark.models.selection import task_modules
-    from medspark.spark.models.tasks import warm_workers
-
     lake = Lake(lake_root)
     with job_run(lake, "train") as run:
         data = prepare(spark, pre, None if table else lake, table, as_of)
-        # while the JVM splits and stages the rows (small jobs, idle cores)
+        clock.lap("prepare")
+        # while the JVM assigns the folds and stages the rows
         warming = warm_workers(spark, task_modules(pre.cfg))
         try:
             if pre.cfg.per_group:
                 from medspark.spark.models.per_group import train_per_group
 
                 return train_per_group(spark, settings, lake, run, pre.cfg, data)
-            return Job(spark, settings, lake, run, pre.cfg, data).run()
+            return Job(spark, settings, lake, run, pre.cfg, data, clock).run()
         finally:
             warming.join()
 
@@ -442,12 +436,12 @@ class Job:
     """One train run after `prepare`: split, select, refit, evaluate, write."""
 
     def __init__(self, spark: SparkSession, settings: Settings, lake: Lake, run: Any,
-                 cfg: TrainSettings, data: TrainData) -> None:
+                 cfg: TrainSettings, data: TrainData, clock: Any = None) -> None:
         from medspark.spark.models.tasks import Stopwatch
 
         self.spark, self.settings, self.lake, self.run_ = spark, settings, lake, run
         self.cfg, self.data = cfg, data
-        self.clock = Stopwatch()
+        self.clock = clock or Stopwatch()
         self.lap = self.clock.lap
 
     def run(self) -> dict:
@@ -465,11 +459,13 @@ class Job:
             columns = [data.key, GROUP, *([LABEL] if data.label else []), *data.extra,
                        *data.features]
             folds = FoldSet(framed, cfg.selection.folds, data.key, data.features, columns, {},
-                            Folder.at(self.lake.staging_path(self.run_.run_id, "rows")))
-            folds.stage()
+                            Folder.at(self.lake.staging_path(self.run_.run_id, "rows")),
+                            observe=data.fingerprint_aggregates())
+            folds.stage()  # the one pass over every row: the fingerprint comes with it
             self.framed = folds.framed
-            self.lap("read_split")
-            return self._select_and_fit(folds, groups, split, data.fingerprint, n_classes)
+            self.lap("split_and_stage")
+            return self._select_and_fit(folds, groups, split, fingerprint_of(folds.observed),
+                                        n_classes)
         finally:
             groups.unpersist()
             if data.aggregate != "none":

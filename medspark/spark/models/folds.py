@@ -111,6 +111,9 @@ class FoldSet:
     imputers: dict[int | None, FittedImputer]
     stage_folder: Folder | None = None
     staged: StagedRows | None = None
+    # named aggregates the staging pass also computes (`observe`), and their values after it
+    observe: list[Any] = field(default_factory=list)
+    observed: dict[str, Any] = field(default_factory=dict)
     plan: MissingValuePlan | None = None
     _cached: dict[int, DataFrame] = field(default_factory=dict)
 
@@ -133,12 +136,14 @@ class FoldSet:
     def stage(self) -> StagedRows:
         """Every row, test split included, written once as Parquet; from then on `framed`
         reads those files. They are what task engines read, and the run's on-disk copy of its
-        rows for everything else (Spark engines, evaluation): one pass over the source, and no
-        in-memory cache that grows with the rows."""
+        rows for everything else (Spark engines, evaluation): one pass over the source (which
+        also computes the `observe` aggregates), and no in-memory cache that grows with the
+        rows."""
         if self.staged is None:
             if self.stage_folder is None:
                 raise ValueError("this run has no staging folder")
-            self.staged = stage_rows(self.framed, self.stage_folder, self.key, self.columns)
+            self.staged, self.observed = stage_rows(self.framed, self.stage_folder, self.key,
+                                                    self.columns, self.observe)
             self.framed = self.framed.sparkSession.read.parquet(self.stage_folder.spark_uri())
         return self.staged
 

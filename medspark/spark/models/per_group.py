@@ -68,7 +68,7 @@ def _schema(frame: DataFrame, column: str, key: str, group: str) -> T.StructType
 def train_per_group(spark: SparkSession, settings: Settings, lake: Lake, run: Any,
                     cfg: TrainSettings, data: Any) -> dict:
     """The per-group train run (module doc); returns the manifest."""
-    from medspark.spark.train import check_algorithms, versions
+    from medspark.spark.train import check_algorithms, data_fingerprint, versions
 
     column, key = cfg.per_group, data.key
     n_classes = len(data.labels or []) if cfg.task == "classification" else 0
@@ -119,7 +119,7 @@ def train_per_group(spark: SparkSession, settings: Settings, lake: Lake, run: An
         sample, sampling = bounded_sample(
             preds.select(key, GROUP, PREDICTION, "score", LABEL), n_scored,
             cfg.eval_max_rows, cfg.seed)
-        fingerprint = data.fingerprint
+        fingerprint = data_fingerprint(data.frame.select(*data.hashed))
     finally:
         result.unpersist()
     ok = [r for r in found if r["model"] is not None]

@@ -104,15 +104,25 @@ def warm_workers(spark: Any, modules: Sequence[str]) -> threading.Thread:
     return thread
 
 
-def stage_rows(frame: DataFrame, folder: Folder, key: str, columns: list[str]) -> StagedRows:
+def stage_rows(frame: DataFrame, folder: Folder, key: str, columns: list[str],
+               observe: Sequence[Any] = ()) -> tuple[StagedRows, dict[str, Any]]:
     """Write `frame` (raw rows, not imputed; every column) under `folder` once; tasks read
-    `key`, `_ms_fold` and `columns` of it."""
+    `key`, `_ms_fold` and `columns` of it. `observe`: named aggregate expressions computed
+    by the same pass (`DataFrame.observe`), returned with the staged rows."""
+    from pyspark.sql import Observation
+
     uri = folder.spark_uri()
     if uri is None:
         raise ValueError(f"{folder}: staged rows need a folder Spark can write")
-    frame.write.mode("overwrite").parquet(uri)
+    observation = Observation("medspark_staged") if observe else None
+    if observation is not None:
+        frame = frame.observe(observation, *observe)
+    # no dictionary encoding: features are mostly distinct doubles, where trying it cost
+    # Spark's writer 40% of the write (100k x 100: 2.2 -> 1.35 s)
+    frame.write.mode("overwrite").option("parquet.enable.dictionary", "false").parquet(uri)
     files = [n for n in folder.names() if n.endswith(".parquet")]
-    return StagedRows(folder, files, key, list(dict.fromkeys([key, FOLD, *columns])))
+    return (StagedRows(folder, files, key, list(dict.fromkeys([key, FOLD, *columns]))),
+            observation.get if observation is not None else {})
 
 
 _SPLITS = {"train": [(FOLD, ">=", 0)], "test": [(FOLD, "==", -1)], "all": None}
