@@ -108,7 +108,8 @@ class PeakRSS:
                          f"(+{self.peak[k] - self.start[k]:.0f})" for k in self.pids)
 
 
-def run_medspark(table: Path, lake: Path, again: bool = True) -> dict:
+def run_medspark(table: Path, lake: Path, again: bool = True,
+                 eval_max_rows: int | None = None) -> dict:
     import os
 
     from medspark.config import load_settings
@@ -123,6 +124,7 @@ def run_medspark(table: Path, lake: Path, again: bool = True) -> dict:
         "train.selection.metric=roc_auc",
         "train.selection.candidates=[{algorithm: RandomForestClassifier, params: "
         f"{{numTrees: {TREES}, seed: {SEED}}}, grid: {{maxDepth: {DEPTHS}}}}}]",
+        *([f"train.eval_max_rows={eval_max_rows}"] if eval_max_rows else []),
     ]
     settings = load_settings(None, overrides)
     start = time.perf_counter()
@@ -190,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-sklearn", action="store_true",
                         help="medspark only (the scale run: 2M rows)")
     parser.add_argument("--workdir", help="keep data here (default: a temp dir, removed)")
+    parser.add_argument("--eval-max-rows", type=int,
+                        help="train.eval_max_rows (default: the setting's): the held-out rows "
+                             "the metrics use, the one driver-side cost that a setting bounds")
     parser.add_argument("--once", action="store_true",
                         help="time only the first run in a fresh JVM (not a second, warm one)")
     args = parser.parse_args(argv)
@@ -204,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{DEPTHS}, {FOLDS}-fold grouped CV + refit", flush=True)
         for name in ("lake", "lake-again"):
             shutil.rmtree(work / name, ignore_errors=True)
-        ms = run_medspark(path, work / "lake", again=not (args.once or args.skip_sklearn))
+        ms = run_medspark(path, work / "lake", again=not (args.once or args.skip_sklearn),
+                          eval_max_rows=args.eval_max_rows)
         auc = ms["test_auc"]
         print(f"medspark train local[2] (engine {ms['engine']}, imputers {ms['imputer']}): "
               f"{ms['seconds']:.1f}s (JVM start {ms['jvm_start_s']:.1f}s apart; includes "

@@ -2,17 +2,16 @@
 
 A candidate is an estimator named by import path, or (with `engine: auto`) an MLlib candidate's
 scikit-learn counterpart (`medspark.models.counterparts`). Selection runs every (grid point,
-fold) pair as one Spark task: the task reads the staged training split (`StagedRows`, pyarrow;
-the stage's next task on the same worker reuses what it read), fits its fold's imputer (or
-applies the one given), fits `[StandardScaler if standardize] + estimator` with up to
-`CV_THREADS` threads, predicts the fold and returns only its score statistics' result
-(`medspark.models.scores`). The winner's refit is one task too, using the cores of an executor
-(`n_jobs`, BLAS threads), fitting the final imputer as well when none is given and, when asked
-(`Rows.held_out`), scoring the held-out split it read with the training rows; only the fitted
-pipeline, the imputer and those scored rows (pickled) come back to the driver. Scoring
-elsewhere broadcasts the pipeline to a pandas UDF. The model file is a joblib pickle of the
-fitted `Pipeline` (trusted: load only models you wrote, with the scikit-learn version that
-saved them).
+fold) pair as one Spark task: the task reads the staged training split (`StagedRows`,
+pyarrow), fits its fold's imputer (or applies the one given), fits `[StandardScaler if
+standardize] + estimator` with up to `CV_THREADS` threads, predicts the fold and returns only
+its score statistics' result (`medspark.models.scores`). The winner's refit is one task too,
+using the cores of an executor (`n_jobs`, BLAS threads), fitting the final imputer as well
+when none is given and, when asked (`Rows.held_out`), scoring the held-out split it read with
+the training rows; only the fitted pipeline, the imputer and those scored rows (pickled) come
+back to the driver. Scoring elsewhere broadcasts the pipeline to a pandas UDF. The model file
+is a joblib pickle of the fitted `Pipeline` (trusted: load only models you wrote, with the
+scikit-learn version that saved them).
 """
 
 from __future__ import annotations

@@ -128,38 +128,17 @@ def stage_rows(frame: DataFrame, folder: Folder, key: str, columns: list[str],
 _SPLITS = {"train": [(FOLD, ">=", 0)], "test": [(FOLD, "==", -1)], "all": None}
 
 
-# the rows the last task of a stage read, in this Python worker: the stage's next task on the
-# worker (another candidate or fold of the same split) reuses them instead of reading again;
-# a task of another stage replaces them, so a worker holds at most one split
-_LAST_READ: dict[tuple, pd.DataFrame] = {}
-
-
 def read_rows(staged: StagedRows, columns: Sequence[str] | None = None,
               split: str = "train") -> pd.DataFrame:
     """The staged rows of `split` (train: every CV fold; test: the held-out split; all), or
-    `columns` of them, sorted by the key, in a task. Callers must not modify the frame: the
-    stage's other tasks on this worker get the same one."""
-    from pyspark import TaskContext
-
-    cols = list(dict.fromkeys([staged.key, FOLD, *(columns or staged.columns)]))
-    context = TaskContext.get()
-    if context is None:  # not in a task: nothing to share
-        return _read(staged, cols, split)
-    key = (context.stageId(), staged.folder.path, tuple(staged.files), tuple(cols), split)
-    if key not in _LAST_READ:
-        _LAST_READ.clear()
-        _LAST_READ[key] = _read(staged, cols, split)
-    return _LAST_READ[key]
-
-
-def _read(staged: StagedRows, cols: list[str], split: str) -> pd.DataFrame:
+    `columns` of them, sorted by the key, in a task."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
+    cols = list(dict.fromkeys([staged.key, FOLD, *(columns or staged.columns)]))
     tables = [pq.read_table(f"{staged.folder.path}/{f}", columns=cols,
                             filesystem=staged.folder.fs, filters=_SPLITS[split])
               for f in staged.files]
-    import pyarrow as pa
-
     if not tables:
         return pd.DataFrame(columns=cols)
     # sorted by Arrow before pandas sees it (a stable sort; several times faster than
