@@ -79,9 +79,6 @@ class TrainData:
     # kept, i.e. read, without error, labelled), computed by the first pass over all of them
     hashed: list[str] = field(default_factory=list)
 
-    def fingerprint_aggregates(self) -> list[Any]:
-        return fingerprint_aggregates(self.hashed)
-
 
 @dataclass(frozen=True)
 class Preflight:
@@ -436,12 +433,10 @@ class Job:
     """One train run after `prepare`: split, select, refit, evaluate, write."""
 
     def __init__(self, spark: SparkSession, settings: Settings, lake: Lake, run: Any,
-                 cfg: TrainSettings, data: TrainData, clock: Any = None) -> None:
-        from medspark.spark.models.tasks import Stopwatch
-
+                 cfg: TrainSettings, data: TrainData, clock: Any) -> None:
         self.spark, self.settings, self.lake, self.run_ = spark, settings, lake, run
         self.cfg, self.data = cfg, data
-        self.clock = clock or Stopwatch()
+        self.clock = clock  # a Stopwatch started before prepare (its first lap)
         self.lap = self.clock.lap
 
     def run(self) -> dict:
@@ -460,7 +455,7 @@ class Job:
                        *data.features]
             folds = FoldSet(framed, cfg.selection.folds, data.key, data.features, columns, {},
                             Folder.at(self.lake.staging_path(self.run_.run_id, "rows")),
-                            observe=data.fingerprint_aggregates())
+                            observe=fingerprint_aggregates(data.hashed))
             folds.stage()  # the one pass over every row: the fingerprint comes with it
             self.framed = folds.framed
             self.lap("split_and_stage")

@@ -50,8 +50,7 @@ def evaluate(model: Model, test: DataFrame, imputer: FittedImputer, features: li
     ctx = model.ctx
     if model.held_out is not None:
         rep, sample = model.held_out.report, model.held_out.rows
-        sampling = {"rows": rep.rows_out, "max_rows": max_rows, "sampled": False,
-                    "method": "every scored held-out row", "rows_used": len(sample),
+        sampling = {**_every_row(rep.rows_out, max_rows), "rows_used": len(sample),
                     "scored_in": "the refit task"}
     else:
         rep = report(test, imputer, features, [c for c in test.columns if c in features])
@@ -73,7 +72,7 @@ def evaluate(model: Model, test: DataFrame, imputer: FittedImputer, features: li
 def bounded_sample(scored: DataFrame, n_rows: int, max_rows: int, seed: int
                    ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """At most `max_rows` rows of `scored` on the driver: all, or whole groups by hash."""
-    info: dict[str, Any] = {"rows": n_rows, "max_rows": max_rows}
+    info = _every_row(n_rows, max_rows)
     chosen = scored
     if n_rows > max_rows:
         share = 0.97 * max_rows / n_rows  # groups are drawn, so the row count varies a little
@@ -82,13 +81,17 @@ def bounded_sample(scored: DataFrame, n_rows: int, max_rows: int, seed: int
         chosen = scored.where(pick).limit(max_rows)
         info.update(sampled=True, method="whole groups, by a seeded xxhash64 of the group id",
                     group_share=share)
-    else:
-        info.update(sampled=False, method="every scored held-out row")
     pdf = chosen.toPandas()
     key = pdf.columns[0]
     pdf = pdf.sort_values(key, kind="stable").reset_index(drop=True)
     info["rows_used"] = len(pdf)
     return pdf, info
+
+
+def _every_row(n_rows: int, max_rows: int) -> dict[str, Any]:
+    """metrics.json's `evaluation` when every scored held-out row is used."""
+    return {"rows": n_rows, "max_rows": max_rows, "sampled": False,
+            "method": "every scored held-out row"}
 
 
 def test_metrics(pdf: pd.DataFrame, task: str, labels: list[Any] | None, group: str,
