@@ -19,7 +19,7 @@ from lake_io import read
 from medspark.config import ConfigError, Settings, load_settings
 from medspark.models.config import TrainSettings
 from medspark.spark.predict import run_predict
-from medspark.spark.train import preflight, run_train
+from medspark.spark.train import data_fingerprint, preflight, prepare, run_train
 
 EVAL_MAX = 100
 
@@ -218,12 +218,17 @@ def test_per_group_models_through_medspark_train(spark, tmp_path):
     frame = pd.concat([frame, site_d], ignore_index=True)
     frame.to_parquet(path, index=False)
     lake = str(tmp_path / "lake")
-    manifest = run_train(spark, Settings(), lake, table=path, train=cfg(
-        per_group="site", eval_max_rows=1000, selection={"folds": 2, "metric": "roc_auc",
-                                                         "candidates": [
+    per_site = cfg(per_group="site", eval_max_rows=1000, selection={
+        "folds": 2, "metric": "roc_auc", "candidates": [
             {"algorithm": "sklearn.linear_model.LogisticRegression", "grid": {"C": [0.1, 1.0]}},
-            {"algorithm": "DecisionTreeClassifier", "params": {"maxDepth": 3}}]}))
+            {"algorithm": "DecisionTreeClassifier", "params": {"maxDepth": 3}}]})
+    manifest = run_train(spark, Settings(), lake, table=path, train=per_site)
     out = manifest["outputs"]["model"]
+    # the fingerprint, made from the per-site aggregate, is the whole frame's
+    prepared = prepare(spark, preflight(Settings(), lake, path, train=per_site), None, path)
+    with open(os.path.join(out, "metadata.json")) as fh:
+        assert json.load(fh)["data_fingerprint"] == data_fingerprint(
+            prepared.frame.select(*prepared.hashed))
     groups = pd.read_parquet(os.path.join(out, "group_models.parquet")).set_index("site")
     assert sorted(groups.index) == ["A", "B", "C", "D"]
     assert groups.loc[["A", "B", "C"], "error"].isna().all()

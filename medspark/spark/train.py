@@ -356,6 +356,17 @@ def fingerprint_of(values: dict[str, Any]) -> dict[str, int]:
     return {"rows": int(values["rows"]), "hash": int(values["hash"] or 0)}
 
 
+def fingerprint_of_parts(parts: list[Any]) -> dict[str, int]:
+    """The fingerprint of every row from `fingerprint_aggregates` computed per group of rows
+    (a `groupBy` that a job runs anyway): counts add up, and the xor of the groups' xors is
+    the xor over every row, so it equals `data_fingerprint` of the whole frame."""
+    rows, digest = 0, 0
+    for part in parts:
+        rows += int(part["rows"])
+        digest ^= int(part["hash"] or 0)  # Python's xor on negative ints is two's complement
+    return {"rows": rows, "hash": digest}
+
+
 def data_fingerprint(df: DataFrame) -> dict[str, Any]:
     """`fingerprint_aggregates` of every row and column of `df`, as its own pass."""
     return fingerprint_of(df.agg(*fingerprint_aggregates(df.columns)).first().asDict())
@@ -415,11 +426,11 @@ def run_train(spark: SparkSession, settings: Settings, lake_root: str | None = N
                     label=label, id_col=id_col, group_col=group_col)
     lake = Lake(lake_root)
     with job_run(lake, "train") as run:
-        data = prepare(spark, pre, None if table else lake, table, as_of)
-        clock.lap("prepare")
-        # while the JVM assigns the folds and stages the rows
+        # while the JVM reads and counts the rows, assigns the folds and stages the rows
         warming = warm_workers(spark, task_modules(pre.cfg))
         try:
+            data = prepare(spark, pre, None if table else lake, table, as_of)
+            clock.lap("prepare")
             if pre.cfg.per_group:
                 from medspark.spark.models.per_group import train_per_group
 

@@ -12,6 +12,7 @@ it. A re-run with the same model id replaces the folder.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,12 +51,15 @@ def write_folder(folder: Folder, *, model: Model, imputer: FittedImputer,
     metadata written."""
     folder.remove()
     folder.make()
-    saved = model.save(folder)
-    saved["plots"] = plots(folder) if plots else []
-    imputer.save(folder.child(IMPUTER))
-    folder.write_parquet(LEADERBOARD, leaderboard)
-    if split is not None and folder.child(SPLIT).spark_uri() is not None:
-        split.coalesce(1).write.mode("overwrite").parquet(folder.child(SPLIT).spark_uri())
+    # the plots are drawn by the driver while Spark (the JVM) writes the split table
+    with ThreadPoolExecutor(1, thread_name_prefix="medspark-plots") as pool:
+        drawn = pool.submit(plots, folder) if plots else None
+        saved = model.save(folder)
+        imputer.save(folder.child(IMPUTER))
+        folder.write_parquet(LEADERBOARD, leaderboard)
+        if split is not None and folder.child(SPLIT).spark_uri() is not None:
+            split.coalesce(1).write.mode("overwrite").parquet(folder.child(SPLIT).spark_uri())
+        saved["plots"] = drawn.result() if drawn else []
     folder.write_json(METRICS, metrics)
     meta = {**metadata, **saved}
     folder.write_json(METADATA, meta)

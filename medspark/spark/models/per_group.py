@@ -68,17 +68,25 @@ def _schema(frame: DataFrame, column: str, key: str, group: str) -> T.StructType
 def train_per_group(spark: SparkSession, settings: Settings, lake: Lake, run: Any,
                     cfg: TrainSettings, data: Any) -> dict:
     """The per-group train run (module doc); returns the manifest."""
-    from medspark.spark.train import check_algorithms, data_fingerprint, versions
+    from medspark.spark.train import (
+        check_algorithms,
+        fingerprint_aggregates,
+        fingerprint_of_parts,
+        versions,
+    )
 
     column, key = cfg.per_group, data.key
     n_classes = len(data.labels or []) if cfg.task == "classification" else 0
     check_algorithms(cfg, n_classes)
     if cfg.task == "clustering":
         raise ConfigError("train.per_group needs a label (classification or regression)")
-    values = data.frame.groupBy(column).count().limit(cfg.per_group_max + 1).collect()
+    # the values, and the data fingerprint from the same pass (one part per value)
+    values = (data.frame.groupBy(column).agg(*fingerprint_aggregates(data.hashed))
+              .limit(cfg.per_group_max + 1).collect())
     if len(values) > cfg.per_group_max:
         raise ConfigError(f"train.per_group={column} has more than {cfg.per_group_max} values "
                           "(train.per_group_max)")
+    fingerprint = fingerprint_of_parts(values)
     rows = data.frame.withColumn(GROUP, group_column(data.group, key))
     spec = GroupSpec(key, GROUP, LABEL, data.features, _specs(cfg),
                      cfg.missing_plan([key], [GROUP, data.group, LABEL, column, *data.extra,
@@ -119,7 +127,6 @@ def train_per_group(spark: SparkSession, settings: Settings, lake: Lake, run: An
         sample, sampling = bounded_sample(
             preds.select(key, GROUP, PREDICTION, "score", LABEL), n_scored,
             cfg.eval_max_rows, cfg.seed)
-        fingerprint = data_fingerprint(data.frame.select(*data.hashed))
     finally:
         result.unpersist()
     ok = [r for r in found if r["model"] is not None]

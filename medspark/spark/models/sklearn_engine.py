@@ -57,6 +57,7 @@ from medspark.spark.models.base import (
 )
 from medspark.spark.models.tasks import (
     Stopwatch,
+    complete_rows,
     fold_rows,
     impute_accepted,
     read_rows,
@@ -117,9 +118,8 @@ class SklearnModel(Model):
             every = read_rows(staged, split="train" if held_out is None else "all")
             train, _ = fold_rows(every, exclude)
             try:
-                imputer, feats = _imputer_for(imputer, train, feats)
-                fitted = _fit_task(spec, ctx, impute_accepted(train, imputer, feats), feats,
-                                   ctx.threads)
+                imputer, feats, train = _impute_training(imputer, train, feats)
+                fitted = _fit_task(spec, ctx, train, feats, ctx.threads)
                 scored = None if held_out is None else _score_held_out(
                     fitted, ctx, imputer, held_out.features, feats, every, staged.key)
                 blob, error = pickle.dumps((fitted, imputer, feats, scored),
@@ -155,8 +155,7 @@ class SklearnModel(Model):
             timer = Stopwatch()
             try:
                 train, valid = fold_rows(read_rows(the_staged), fold)
-                imputer, feats = _imputer_for(inputs[fold], train, raw_feats)
-                train = impute_accepted(train, imputer, feats)
+                imputer, feats, train = _impute_training(inputs[fold], train, raw_feats)
                 valid = impute_accepted(valid, imputer, feats)
                 model = _fit_task(the_specs[index], the_ctx, train, feats,
                                   min(the_ctx.threads, CV_THREADS))
@@ -267,16 +266,20 @@ def _score_held_out(fitted: Any, ctx: ModelContext, imputer: FittedImputer,
     return HeldOutScores(scored, report)
 
 
-def _imputer_for(given: FittedImputer | MissingValuePlan, train: pd.DataFrame,
-                 features: list[str]) -> tuple[FittedImputer, list[str]]:
-    """(the imputer, the model features it leaves): `given` if fitted, else the plan fitted on
-    `train` (raw training rows of a task; a plan that cannot be fitted raises PlanError)."""
-    if isinstance(given, MissingValuePlan):
-        try:
-            given = given.fit(train.drop(columns=FOLD).reset_index(drop=True))
-        except (ValueError, KeyError) as e:
-            raise PlanError(f"{type(e).__name__}: {e}") from None
-    return given, model_features(given, features)
+def _impute_training(given: FittedImputer | MissingValuePlan, train: pd.DataFrame,
+                     features: list[str]) -> tuple[FittedImputer, list[str], pd.DataFrame]:
+    """(the imputer, the model features it leaves, the training rows it accepts, imputed):
+    `given` applied if fitted, else the plan fitted on `train` (raw training rows of a task),
+    keeping the rows it filled while fitting (no second pass; a plan that cannot be fitted
+    raises PlanError)."""
+    if not isinstance(given, MissingValuePlan):
+        return given, model_features(given, features), impute_accepted(train, given, features)
+    try:
+        imputer, result = given.fit_transform(train.drop(columns=FOLD).reset_index(drop=True))
+    except (ValueError, KeyError) as e:
+        raise PlanError(f"{type(e).__name__}: {e}") from None
+    feats = model_features(imputer, features)
+    return imputer, feats, complete_rows(result.frame, feats)
 
 
 class PlanError(ValueError):

@@ -161,9 +161,13 @@ def impute_accepted(pdf: pd.DataFrame, imputer: Any, features: list[str]) -> pd.
     `mark_rejected` would keep, without its bookkeeping of the rejected rows)."""
     from medspark.models.missing import model_features
 
-    frame = imputer.transform(pdf.reset_index(drop=True)).frame
-    keep = model_features(imputer, features)
-    return frame[~frame[keep].isna().to_numpy().any(axis=1)]
+    return complete_rows(imputer.transform(pdf.reset_index(drop=True)).frame,
+                         model_features(imputer, features))
+
+
+def complete_rows(frame: pd.DataFrame, features: list[str]) -> pd.DataFrame:
+    """The rows of an imputed `frame` with no model feature left missing."""
+    return frame[~frame[features].isna().to_numpy().any(axis=1)]
 
 
 class Stopwatch:
