@@ -116,14 +116,14 @@ class HeldOutScores:
 class Rows:
     """Rows to fit on: an imputed, accepted DataFrame (Spark engines, built on first use) and,
     when the run staged them, the same rows as files with the imputer to apply (task
-    engines). `features` are the model inputs left after the imputer dropped columns (with
-    `plan` instead of `imputer`: the raw features, the task fits the imputer and drops)."""
+    engines). `imputer` is fitted, or a plan the task engine fits on the rows it reads.
+    `features` are the model inputs left after a fitted imputer dropped columns (with a
+    plan: the raw features; the task fits the imputer and drops)."""
 
     features: list[str]
     build_frame: Callable[[], DataFrame]
-    imputer: FittedImputer | None = None
+    imputer: FittedImputer | MissingValuePlan | None = None
     staged: StagedRows | None = None
-    plan: MissingValuePlan | None = None  # no imputer yet: the task engine fits it from this
     exclude_fold: int | None = None  # None: every training fold
     held_out: HeldOut | None = None  # task engines: also score the held-out split
     _frame: DataFrame | None = field(default=None, repr=False)
@@ -151,14 +151,14 @@ class Model(ABC):
 
     engine: ClassVar[str]
     inputs: ClassVar[str] = "features"
-    # fits in Spark tasks on staged rows, and fits its imputer there when given `Rows.plan`
+    # fits in Spark tasks on staged rows, and fits its imputer there when `Rows.imputer` is a plan
     in_tasks: ClassVar[bool] = False
 
     def __init__(self, spec: ModelSpec, ctx: ModelContext) -> None:
         self.spec, self.ctx = spec, ctx
         self.features: list[str] = []
         self.fitted: Any = None
-        # the imputer a task engine fitted with the model (Rows.plan), else None
+        # the imputer a task engine fitted with the model (from a plan in Rows.imputer), else None
         self.imputer: FittedImputer | None = None
         # the held-out split scored by a task engine's refit (Rows.held_out), else None
         self.held_out: HeldOutScores | None = None

@@ -166,7 +166,7 @@ class FoldSet:
         `in_task`: a task engine will fit the final imputer itself (from `plan`) when it is
         not fitted yet."""
         if in_task and None not in self.imputers and self.plan is not None:
-            return Rows(list(self.features), self._no_frame, plan=self.plan,
+            return Rows(list(self.features), self._no_frame, imputer=self.plan,
                         staged=self.stage())
         final = self.imputer(None)
 

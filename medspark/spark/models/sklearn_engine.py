@@ -105,11 +105,12 @@ class SklearnModel(Model):
 
     # ------------------------------------------------------------------------------ fit
     def fit(self, rows: Rows) -> SklearnModel:
-        """The refit: one Spark task on the staged rows with `ctx.threads` cores. Rows with a
-        `plan` instead of an imputer: the task fits the imputer too (`self.imputer`)."""
-        if rows.staged is None or (rows.imputer is None and rows.plan is None):
-            raise ValueError("the scikit-learn engine fits staged rows (Rows.staged)")
-        payload = (self.spec, self.ctx, rows.staged, rows.imputer or rows.plan,
+        """The refit: one Spark task on the staged rows with `ctx.threads` cores. Rows whose
+        imputer is a plan: the task fits the imputer too (`self.imputer`)."""
+        if rows.staged is None or rows.imputer is None:
+            raise ValueError("the scikit-learn engine fits staged rows (Rows.staged) with an "
+                             "imputer or a plan")
+        payload = (self.spec, self.ctx, rows.staged, rows.imputer,
                    list(rows.features), rows.exclude_fold, rows.held_out)
 
         def one(payloads, task_id: int) -> pd.DataFrame:
@@ -135,7 +136,7 @@ class SklearnModel(Model):
             raise ValueError(f"refit of {self.spec.algorithm} {self.spec.params}: "
                              f"{row['error']}")
         self.fitted, imputer, self.features, self.held_out = pickle.loads(row["model"])
-        self.imputer = imputer if rows.imputer is None else None
+        self.imputer = imputer if isinstance(rows.imputer, MissingValuePlan) else None
         return self
 
     @classmethod
