@@ -102,11 +102,17 @@ class HeldOut:
     features: list[str]
 
 
+def scored_columns(key: str, task: str) -> list[str]:
+    """The columns of scored held-out rows, wherever they were scored (Spark or a task)."""
+    return list(dict.fromkeys(
+        [key, GROUP, PREDICTION, "score", LABEL if task != "clustering" else MODEL_X]))
+
+
 @dataclass
 class HeldOutScores:
     """The held-out split scored where the model was fitted: the accepted rows sorted by key
-    (key, `_ms_group`, prediction, score, and `_ms_label` or `_ms_x` for clustering), as
-    Spark's evaluation would have collected them, and the imputer's report on the split."""
+    (`scored_columns`), as Spark's evaluation would have collected them, and the imputer's
+    report on the split."""
 
     rows: pd.DataFrame
     report: ImputeReport

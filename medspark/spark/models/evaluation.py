@@ -23,7 +23,15 @@ from pyspark.sql import functions as F
 
 from medspark.models.folder import Folder
 from medspark.models.missing import FittedImputer, ImputeReport
-from medspark.spark.models.base import GROUP, LABEL, MODEL_X, PREDICTION, Model, Weights
+from medspark.spark.models.base import (
+    GROUP,
+    LABEL,
+    MODEL_X,
+    PREDICTION,
+    Model,
+    Weights,
+    scored_columns,
+)
 from medspark.spark.models.impute import accepted, impute, report
 from medspark.spark.models.scoring import add_scores
 
@@ -56,9 +64,8 @@ def evaluate(model: Model, test: DataFrame, imputer: FittedImputer, features: li
         rep = report(test, imputer, features, [c for c in test.columns if c in features])
         scored = add_scores(model.transform(accepted(impute(test, imputer, features))),
                             ctx.task, ctx.labels)
-        cols = [key, GROUP, PREDICTION, "score",
-                *([LABEL] if ctx.task != "clustering" else [MODEL_X])]
-        sample, sampling = bounded_sample(scored.select(*dict.fromkeys(cols)), rep.rows_out,
+        cols = scored_columns(key, ctx.task)
+        sample, sampling = bounded_sample(scored.select(*cols), rep.rows_out,
                                           max_rows, seed)
         sampling["scored_in"] = "spark"
     x = np.vstack(sample[MODEL_X].to_numpy()) if ctx.task == "clustering" and len(sample) \

@@ -54,6 +54,7 @@ from medspark.spark.models.base import (
     ModelSpec,
     Rows,
     Weights,
+    scored_columns,
 )
 from medspark.spark.models.tasks import (
     Stopwatch,
@@ -264,7 +265,7 @@ def _score_held_out(fitted: Any, ctx: ModelContext, imputer: FittedImputer,
         scored[LABEL] = y
     else:
         scored[MODEL_X] = list(out["features"])
-    return HeldOutScores(scored, report)
+    return HeldOutScores(scored[scored_columns(key, ctx.task)], report)
 
 
 def _impute_training(given: FittedImputer | MissingValuePlan, train: pd.DataFrame,
