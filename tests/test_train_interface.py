@@ -317,3 +317,45 @@ def test_held_out_scored_in_the_refit_task_equals_sparks_evaluation(spark, data,
     np.testing.assert_allclose(a["score"], b["score"], rtol=1e-12)
     assert (a["prediction"] == b["prediction"]).all() and (a["_ms_label"] == b["_ms_label"]).all()
     assert in_task.metrics == by_spark.metrics
+
+
+@pytest.mark.parametrize("method", ["median", "mean"])
+def test_spark_aggregate_fills_are_each_folds_statistics(spark, data, method):
+    """Over `sklearn_max_rows` the fold imputers' first fill comes from one pass (per-fold
+    sums and counts, or KLL sketches, merged per imputer): each imputer's statistic is that
+    of its own rows (all training folds, or all but one), as the fold-by-fold aggregate
+    gives; a column with nothing observed in an imputer's rows is refused."""
+    from medspark.models.missing import MissingValuePlan
+    from medspark.spark.models.base import FOLD
+    from medspark.spark.models.impute import fit_by_aggregates, fit_plan_spark
+
+    pdf = pd.read_parquet(data["table"])
+    pdf[FOLD] = (pdf["row_id"] % 4 - 1).astype("int32")  # -1 held out, folds 0..2
+    frame = spark.createDataFrame(pdf)
+    plan = MissingValuePlan.model_validate({
+        "rules": [{"strategy": "fill", "method": method, "columns": ["*"]}],
+        "id_columns": ["row_id"],
+        "exclude": ["patient_id", "target", "site"]})
+    folds = [None, 0, 1, 2]
+    fitted = fit_by_aggregates(frame, plan, folds, "row_id", 0, 100)
+    feats = [f"f{i}" for i in range(6)]
+    for f in folds:
+        mine = pdf[(pdf[FOLD] >= 0) & (pdf[FOLD] != (-2 if f is None else f))]
+        values = fitted[f].steps[0].values
+        assert sorted(values) == feats
+        one_pass = fit_plan_spark(spark.createDataFrame(mine), plan, "row_id", 0, 100,
+                                  with_report=False).steps[0].values
+        for c in feats:
+            seen = mine[c].dropna()
+            if method == "mean":
+                assert values[c] == pytest.approx(seen.mean(), rel=1e-12, abs=1e-15)
+                assert values[c] == pytest.approx(one_pass[c], rel=1e-12, abs=1e-15)
+            else:  # a middle value of the observed ones (a sketch holds them all here)
+                below, above = (seen < values[c]).mean(), (seen > values[c]).mean()
+                assert below <= 0.5 and above <= 0.5, (c, f, below, above)
+                assert values[c] in set(seen)
+    assert fitted[None].train_report is not None and fitted[0].train_report is None
+    # f5 observed only in held-out rows: nothing to take the statistic of
+    pdf.loc[pdf[FOLD] >= 0, "f5"] = np.nan
+    with pytest.raises(ValueError, match=r"\['f5'\] have no observed value"):
+        fit_by_aggregates(spark.createDataFrame(pdf), plan, folds, "row_id", 0, 100)

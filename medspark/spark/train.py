@@ -503,7 +503,9 @@ class Job:
                 folds.imputers = imp.fit_by_aggregates(folds.framed, plan, fit_sets, data.key,
                                                        cfg.seed, cfg.impute_sample_rows)
                 how = {"fitted_by": "spark_aggregates",
-                       "statistics": f"means exact; medians percentile_approx (accuracy "
+                       "statistics": f"means exact; a first rule's medians from KLL "
+                                     f"sketches (k={imp.KLL_K}) per fold, merged per imputer; "
+                                     f"later rules' medians percentile_approx (accuracy "
                                      f"{imp.QUANTILE_ACCURACY}); model rules on at most "
                                      f"{cfg.impute_sample_rows} rows drawn by key hash"}
         except ValueError as e:

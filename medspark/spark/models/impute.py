@@ -9,7 +9,9 @@ split, by one of two strategies chosen by the size of the training split:
 - `spark` (beyond it): each rule's statistics are Spark aggregates over the rows transformed by
   the rules before it: missing rates, means, `percentile_approx` medians (relative rank error
   1/`accuracy`), modes; a `model` rule is fitted on a bounded sample of the rows
-  (`train.impute_sample_rows`, drawn by a hash of the row key).
+  (`train.impute_sample_rows`, drawn by a hash of the row key). A first rule that fills means
+  or medians (the default plan) is fitted for every fold at once: one pass computes each
+  fold's sums and counts or KLL sketches, merged per imputer (`_first_fills`).
 
 Either way the result is a `FittedImputer` per fold, applied the same way everywhere: in Spark
 by `impute` (`mapInPandas`; `applyInPandas` per group for interpolation), in a task by
@@ -58,6 +60,8 @@ from medspark.spark.models.base import FOLD, StagedRows
 from medspark.spark.models.tasks import fold_rows, read_rows, spark_tasks
 
 QUANTILE_ACCURACY = 10_000
+# KLL sketch size of the first rule's medians: rank error ~1e-4, like percentile_approx's
+KLL_K = 4_000
 
 
 # ----------------------------------------------------------------------------------- apply
@@ -144,16 +148,78 @@ def fit_in_tasks(spark: Any, staged: StagedRows, plan: MissingValuePlan,
 # ---------------------------------------------------------------------- fit: by aggregates
 def fit_by_aggregates(framed: DataFrame, plan: MissingValuePlan, folds: list[int | None],
                       key: str, seed: int, sample_rows: int) -> dict[int | None, FittedImputer]:
-    """One imputer per entry of `folds`, every statistic a Spark aggregate (module doc)."""
+    """One imputer per entry of `folds`, every statistic a Spark aggregate (module doc). A
+    first rule that fills means or medians is fitted for every entry from one pass
+    (`_first_fills`)."""
     train = framed.where(F.col(FOLD) >= 0)
+    first = _first_fills(train, plan, folds)
     return {f: fit_plan_spark(train if f is None else train.where(F.col(FOLD) != f), plan,
-                              key, seed, sample_rows, with_report=f is None) for f in folds}
+                              key, seed, sample_rows, with_report=f is None,
+                              first=first.get(f)) for f in folds}
+
+
+def _first_fills(train: DataFrame, plan: MissingValuePlan, folds: list[int | None]
+                 ) -> dict[int | None, Step]:
+    """The first rule's fill per entry of `folds` (None: every training fold; f: all but f),
+    when it fills means or medians: one `groupBy(fold)` pass computes each fold's sums and
+    counts, or KLL sketches (`KLL_K`), of every column; an entry's statistic merges those of
+    its folds (means exact; medians the merged sketch's 0.5 quantile). A fold-by-fold
+    `percentile_approx` reads the split once per entry and costs ~6x as much (1M rows x 50
+    columns, 3 folds: 28 s vs 4.5 s)."""
+    rule = plan.rules[0]
+    if not isinstance(rule, Fill) or rule.method not in ("mean", "median") or len(folds) < 2:
+        return {}
+    rows = train.drop(FOLD)
+    schema = rows.limit(0).toPandas()
+    cols = resolve_columns(rule.columns, schema, exclude=[*plan.exclude, *plan.id_columns],
+                           numeric_only=True, where="fill")
+    if not cols:
+        return {}
+    types = {f.name: f.dataType for f in rows.schema.fields}
+    names = {c: f"_ms_c{i}" for i, c in enumerate(cols)}  # any column name, as an alias
+
+    def observed(c: str) -> Any:
+        return F.when(~_missing(c, types[c]), F.col(c).cast("double"))
+
+    if rule.method == "mean":
+        aggs = [a for c in cols for a in (F.sum(observed(c)).alias(names[c] + "s"),
+                                           F.count(observed(c)).alias(names[c] + "n"))]
+    else:
+        aggs = [F.kll_sketch_agg_double(observed(c), KLL_K).alias(names[c]) for c in cols]
+    parts = train.groupBy(FOLD).agg(*aggs).cache()
+    try:
+        out: dict[int | None, Step] = {}
+        for f in folds:
+            mine = parts if f is None else parts.where(F.col(FOLD) != f)
+            if rule.method == "mean":
+                r = mine.agg(*[F.sum(names[c] + k).alias(names[c] + k)
+                               for c in cols for k in "sn"]).first()
+                values = {c: None if not r[names[c] + "n"] else
+                          float(r[names[c] + "s"] / r[names[c] + "n"]) for c in cols}
+            else:
+                # k given again: without it the merge compacted to k=200 (~0.5% rank error
+                # on 1,443 values that one k=4000 sketch holds exactly)
+                merged = {c: F.kll_merge_agg_double(names[c], KLL_K) for c in cols}
+                r = mine.agg(*[F.when(F.kll_sketch_get_n_double(merged[c]) > 0,
+                                      F.kll_sketch_get_quantile_double(merged[c], F.lit(0.5)))
+                               .alias(names[c]) for c in cols]).first()
+                values = {c: None if r[names[c]] is None else float(r[names[c]]) for c in cols}
+            empty = [c for c in cols if values[c] is None]
+            if empty:
+                raise ValueError(f"fill: column(s) {empty} have no observed value to take the "
+                                 f"{rule.method} of (drop them first with drop_columns)")
+            out[f] = FittedFill(values)
+        return out
+    finally:
+        parts.unpersist()
 
 
 def fit_plan_spark(rows: DataFrame, plan: MissingValuePlan, key: str, seed: int,
-                   sample_rows: int, with_report: bool = True) -> FittedImputer:
+                   sample_rows: int, with_report: bool = True, first: Step | None = None
+                   ) -> FittedImputer:
     """`plan.fit` with Spark statistics: each rule fitted on the output of the ones before;
-    `with_report`: also what it does to these rows (one more pass; the saved imputer's)."""
+    `with_report`: also what it does to these rows (one more pass; the saved imputer's).
+    `first`: the first rule, already fitted on these rows."""
     rows = rows.drop(FOLD)
     schema = rows.limit(0).toPandas()  # names and dtypes only
     excluded = [*plan.exclude, *plan.id_columns]
@@ -163,7 +229,8 @@ def fit_plan_spark(rows: DataFrame, plan: MissingValuePlan, key: str, seed: int,
     for i, rule in enumerate(plan.rules):
         if steps:  # the rows the next rule sees: accepted, imputed by the steps before it
             current = accepted(impute(rows, FittedImputer(plan, list(steps)), feats))
-        step = _fit_rule(rule, current, schema, excluded, key, seed, sample_rows, i)
+        step = first if i == 0 and first is not None else \
+            _fit_rule(rule, current, schema, excluded, key, seed, sample_rows, i)
         schema, _ = step.apply(schema.copy())
         steps.append(step)
     fitted = FittedImputer(plan, steps)
