@@ -351,15 +351,11 @@ def fingerprint_aggregates(columns: list[str]) -> list[Any]:
     return [F.count(F.lit(1)).alias("rows"), F.bit_xor(F.xxhash64(*columns)).alias("hash")]
 
 
-def fingerprint_of(values: dict[str, Any]) -> dict[str, int]:
-    """The fingerprint from `fingerprint_aggregates`' values (no rows: hash 0)."""
-    return {"rows": int(values["rows"]), "hash": int(values["hash"] or 0)}
-
-
-def fingerprint_of_parts(parts: list[Any]) -> dict[str, int]:
-    """The fingerprint of every row from `fingerprint_aggregates` computed per group of rows
-    (a `groupBy` that a job runs anyway): counts add up, and the xor of the groups' xors is
-    the xor over every row, so it equals `data_fingerprint` of the whole frame."""
+def fingerprint_of(parts: list[Any]) -> dict[str, int]:
+    """The fingerprint from `fingerprint_aggregates`' values over all rows (one part), or per
+    group of rows (a `groupBy` that a job runs anyway): counts add up, and the xor of the
+    groups' xors is the xor over every row, so both give `data_fingerprint` of the whole
+    frame (no rows: hash 0)."""
     rows, digest = 0, 0
     for part in parts:
         rows += int(part["rows"])
@@ -369,7 +365,7 @@ def fingerprint_of_parts(parts: list[Any]) -> dict[str, int]:
 
 def data_fingerprint(df: DataFrame) -> dict[str, Any]:
     """`fingerprint_aggregates` of every row and column of `df`, as its own pass."""
-    return fingerprint_of(df.agg(*fingerprint_aggregates(df.columns)).first().asDict())
+    return fingerprint_of([df.agg(*fingerprint_aggregates(df.columns)).first()])
 
 
 def quote(column: str) -> str:
@@ -470,7 +466,7 @@ class Job:
             folds.stage()  # the one pass over every row: the fingerprint comes with it
             self.framed = folds.framed
             self.lap("split_and_stage")
-            return self._select_and_fit(folds, groups, split, fingerprint_of(folds.observed),
+            return self._select_and_fit(folds, groups, split, fingerprint_of([folds.observed]),
                                         n_classes)
         finally:
             groups.unpersist()

@@ -186,32 +186,36 @@ def _first_fills(train: DataFrame, plan: MissingValuePlan, folds: list[int | Non
                                            F.count(observed(c)).alias(names[c] + "n"))]
     else:
         aggs = [F.kll_sketch_agg_double(observed(c), KLL_K).alias(names[c]) for c in cols]
-    parts = train.groupBy(FOLD).agg(*aggs).cache()
-    try:
-        out: dict[int | None, Step] = {}
-        for f in folds:
-            mine = parts if f is None else parts.where(F.col(FOLD) != f)
-            if rule.method == "mean":
-                r = mine.agg(*[F.sum(names[c] + k).alias(names[c] + k)
-                               for c in cols for k in "sn"]).first()
-                values = {c: None if not r[names[c] + "n"] else
-                          float(r[names[c] + "s"] / r[names[c] + "n"]) for c in cols}
-            else:
-                # k given again: without it the merge compacted to k=200 (~0.5% rank error
-                # on 1,443 values that one k=4000 sketch holds exactly)
-                merged = {c: F.kll_merge_agg_double(names[c], KLL_K) for c in cols}
-                r = mine.agg(*[F.when(F.kll_sketch_get_n_double(merged[c]) > 0,
-                                      F.kll_sketch_get_quantile_double(merged[c], F.lit(0.5)))
-                               .alias(names[c]) for c in cols]).first()
-                values = {c: None if r[names[c]] is None else float(r[names[c]]) for c in cols}
-            empty = [c for c in cols if values[c] is None]
-            if empty:
-                raise ValueError(f"fill: column(s) {empty} have no observed value to take the "
-                                 f"{rule.method} of (drop them first with drop_columns)")
-            out[f] = FittedFill(values)
-        return out
-    finally:
-        parts.unpersist()
+    # one job: each entry's statistics from the folds' rows of it (k + 1 small merges)
+    per_fold = train.groupBy(FOLD).agg(*aggs)
+
+    def mine(f: int | None, col: str) -> Any:
+        return F.col(col) if f is None else F.when(F.col(FOLD) != f, F.col(col))
+
+    def name(f: int | None, c: str) -> str:
+        return f"{names[c]}_{'all' if f is None else f}"
+
+    if rule.method == "mean":
+        merged = [(F.sum(mine(f, names[c] + "s")) / F.sum(mine(f, names[c] + "n")))
+                  .alias(name(f, c)) for f in folds for c in cols]
+    else:
+        # k given again: without it the merge compacted to k=200 (~0.5% rank error on
+        # 1,443 values that one k=4000 sketch holds exactly)
+        sketches = {(f, c): F.kll_merge_agg_double(mine(f, names[c]), KLL_K)
+                    for f in folds for c in cols}
+        merged = [F.when(F.kll_sketch_get_n_double(sk) > 0,
+                         F.kll_sketch_get_quantile_double(sk, F.lit(0.5))).alias(name(f, c))
+                  for (f, c), sk in sketches.items()]
+    r = per_fold.agg(*merged).first()
+    out: dict[int | None, Step] = {}
+    for f in folds:
+        values = {c: None if r[name(f, c)] is None else float(r[name(f, c)]) for c in cols}
+        empty = [c for c in cols if values[c] is None]
+        if empty:
+            raise ValueError(f"fill: column(s) {empty} have no observed value to take the "
+                             f"{rule.method} of (drop them first with drop_columns)")
+        out[f] = FittedFill(values)
+    return out
 
 
 def fit_plan_spark(rows: DataFrame, plan: MissingValuePlan, key: str, seed: int,

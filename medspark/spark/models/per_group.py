@@ -31,7 +31,7 @@ from medspark.models.counterparts import sklearn_counterpart
 from medspark.models.folder import Folder
 from medspark.models.per_group import GroupSpec, fit_group, score_rows
 from medspark.spark.models.artifacts import METADATA, METRICS, Bundle
-from medspark.spark.models.base import GROUP, LABEL, PREDICTION, PROBABILITY
+from medspark.spark.models.base import GROUP, LABEL, PREDICTION, PROBABILITY, scored_columns
 from medspark.spark.models.evaluation import bounded_sample, test_metrics, write_plots
 from medspark.spark.models.folds import group_column
 from medspark.spark.models.scoring import add_scores
@@ -71,7 +71,7 @@ def train_per_group(spark: SparkSession, settings: Settings, lake: Lake, run: An
     from medspark.spark.train import (
         check_algorithms,
         fingerprint_aggregates,
-        fingerprint_of_parts,
+        fingerprint_of,
         versions,
     )
 
@@ -86,7 +86,7 @@ def train_per_group(spark: SparkSession, settings: Settings, lake: Lake, run: An
     if len(values) > cfg.per_group_max:
         raise ConfigError(f"train.per_group={column} has more than {cfg.per_group_max} values "
                           "(train.per_group_max)")
-    fingerprint = fingerprint_of_parts(values)
+    fingerprint = fingerprint_of(values)
     rows = data.frame.withColumn(GROUP, group_column(data.group, key))
     spec = GroupSpec(key, GROUP, LABEL, data.features, _specs(cfg),
                      cfg.missing_plan([key], [GROUP, data.group, LABEL, column, *data.extra,
@@ -125,7 +125,7 @@ def train_per_group(spark: SparkSession, settings: Settings, lake: Lake, run: An
                            data.labels)
         n_scored = preds.count()
         sample, sampling = bounded_sample(
-            preds.select(key, GROUP, PREDICTION, "score", LABEL), n_scored,
+            preds.select(*scored_columns(key, cfg.task)), n_scored,
             cfg.eval_max_rows, cfg.seed)
     finally:
         result.unpersist()
