@@ -432,6 +432,9 @@ def run_train(spark: SparkSession, settings: Settings, lake_root: str | None = N
 
                 return train_per_group(spark, settings, lake, run, pre.cfg, data)
             return Job(spark, settings, lake, run, pre.cfg, data, clock).run()
+        except BaseException:
+            warming.cancel()
+            raise
         finally:
             warming.join()
 

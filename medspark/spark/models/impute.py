@@ -152,14 +152,21 @@ def fit_by_aggregates(framed: DataFrame, plan: MissingValuePlan, folds: list[int
     first rule that fills means or medians is fitted for every entry from one pass
     (`_first_fills`)."""
     train = framed.where(F.col(FOLD) >= 0)
-    first = _first_fills(train, plan, folds)
+    schema = columns_of(train.drop(FOLD))
+    first = _first_fills(train, plan, folds, schema)
     return {f: fit_plan_spark(train if f is None else train.where(F.col(FOLD) != f), plan,
                               key, seed, sample_rows, with_report=f is None,
-                              first=first.get(f)) for f in folds}
+                              first=first.get(f), schema=schema) for f in folds}
 
 
-def _first_fills(train: DataFrame, plan: MissingValuePlan, folds: list[int | None]
-                 ) -> dict[int | None, Step]:
+def columns_of(rows: DataFrame) -> pd.DataFrame:
+    """An empty pandas frame with `rows`' names and dtypes (what column patterns resolve
+    against)."""
+    return rows.limit(0).toPandas()
+
+
+def _first_fills(train: DataFrame, plan: MissingValuePlan, folds: list[int | None],
+                 schema: pd.DataFrame) -> dict[int | None, Step]:
     """The first rule's fill per entry of `folds` (None: every training fold; f: all but f),
     when it fills means or medians: one `groupBy(fold)` pass computes each fold's sums and
     counts, or KLL sketches (`KLL_K`), of every column; an entry's statistic merges those of
@@ -170,7 +177,6 @@ def _first_fills(train: DataFrame, plan: MissingValuePlan, folds: list[int | Non
     if not isinstance(rule, Fill) or rule.method not in ("mean", "median") or len(folds) < 2:
         return {}
     rows = train.drop(FOLD)
-    schema = rows.limit(0).toPandas()
     cols = resolve_columns(rule.columns, schema, exclude=[*plan.exclude, *plan.id_columns],
                            numeric_only=True, where="fill")
     if not cols:
@@ -219,13 +225,14 @@ def _first_fills(train: DataFrame, plan: MissingValuePlan, folds: list[int | Non
 
 
 def fit_plan_spark(rows: DataFrame, plan: MissingValuePlan, key: str, seed: int,
-                   sample_rows: int, with_report: bool = True, first: Step | None = None
-                   ) -> FittedImputer:
+                   sample_rows: int, with_report: bool = True, first: Step | None = None,
+                   schema: pd.DataFrame | None = None) -> FittedImputer:
     """`plan.fit` with Spark statistics: each rule fitted on the output of the ones before;
     `with_report`: also what it does to these rows (one more pass; the saved imputer's).
-    `first`: the first rule, already fitted on these rows."""
+    `first`: the first rule, already fitted on these rows; `schema`: `columns_of(rows)`,
+    when the caller has it."""
     rows = rows.drop(FOLD)
-    schema = rows.limit(0).toPandas()  # names and dtypes only
+    schema = columns_of(rows) if schema is None else schema
     excluded = [*plan.exclude, *plan.id_columns]
     feats = resolve_columns(["*"], schema, exclude=excluded, numeric_only=True)
     steps: list[Step] = []

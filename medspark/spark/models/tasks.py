@@ -28,15 +28,16 @@ from medspark.models.folder import Folder
 from medspark.spark.models.base import FOLD, StagedRows
 
 JOB_GROUP = "medspark-model-tasks"
+WARM_GROUP = "medspark-warm-workers"
 log = logging.getLogger(__name__)
 _JOB_PROPS = ("spark.jobGroup.id", "spark.job.description", "spark.job.interruptOnCancel")
 
 
 @contextmanager
-def _job_group(sc: Any, description: str) -> Iterator[None]:
-    """Run the enclosed jobs under `JOB_GROUP`, restoring the caller's properties after."""
+def _job_group(sc: Any, description: str, group: str = JOB_GROUP) -> Iterator[None]:
+    """Run the enclosed jobs under `group`, restoring the caller's properties after."""
     before = {k: sc.getLocalProperty(k) for k in _JOB_PROPS}
-    sc.setJobGroup(JOB_GROUP, description)
+    sc.setJobGroup(group, description)
     try:
         yield
     finally:
@@ -72,13 +73,27 @@ def spark_tasks(spark: Any, payloads: Sequence[Any], n_tasks: int,
             bc.unpersist()
 
 
-def warm_workers(spark: Any, modules: Sequence[str]) -> threading.Thread:
+class WarmUp:
+    """The background job `warm_workers` started: `join` it before the run ends, or `cancel`
+    it first when the run fails (its error then need not wait for the workers' start)."""
+
+    def __init__(self, sc: Any, thread: threading.Thread) -> None:
+        self.sc, self.thread = sc, thread
+
+    def cancel(self) -> None:
+        self.sc.cancelJobGroup(WARM_GROUP)
+
+    def join(self) -> None:
+        self.thread.join()
+
+
+def warm_workers(spark: Any, modules: Sequence[str]) -> WarmUp:
     """Start one Python worker per core and import `modules` in it, as a background no-op job.
 
     A run's first Python tasks otherwise pay ~2 s to start their workers and import pandas,
     pyarrow and scikit-learn; started while the driver plans and the JVM reads the source,
-    that cost overlaps with work that leaves cores idle (Spark reuses the workers). Join the
-    thread before the run ends; a failure only loses the head start (logged)."""
+    that cost overlaps with work that leaves cores idle (Spark reuses the workers). A failure
+    (or a cancel) only loses the head start (logged)."""
     sc = spark.sparkContext
     n = max(1, int(sc.defaultParallelism))
     names = list(dict.fromkeys(modules))
@@ -93,7 +108,7 @@ def warm_workers(spark: Any, modules: Sequence[str]) -> threading.Thread:
 
     def job() -> None:
         try:
-            with _job_group(sc, "medspark: start Python workers"):
+            with _job_group(sc, "medspark: start Python workers", WARM_GROUP):
                 (spark.range(0, n, 1, numPartitions=n).mapInPandas(start, schema="id long")
                  .write.format("noop").mode("overwrite").save())
         except Exception as e:  # noqa: BLE001 - an optimisation; the run itself reports
@@ -101,7 +116,7 @@ def warm_workers(spark: Any, modules: Sequence[str]) -> threading.Thread:
 
     thread = threading.Thread(target=job, name="medspark-warm-workers", daemon=True)
     thread.start()
-    return thread
+    return WarmUp(sc, thread)
 
 
 def stage_rows(frame: DataFrame, folder: Folder, key: str, columns: list[str],
