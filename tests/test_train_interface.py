@@ -322,9 +322,11 @@ def test_held_out_scored_in_the_refit_task_equals_sparks_evaluation(spark, data,
 @pytest.mark.parametrize("method", ["median", "mean"])
 def test_spark_aggregate_fills_are_each_folds_statistics(spark, data, method):
     """Over `sklearn_max_rows` the fold imputers' first fill comes from one pass (per-fold
-    sums and counts, or KLL sketches, merged per imputer): each imputer's statistic is that
-    of its own rows (all training folds, or all but one), as the fold-by-fold aggregate
-    gives; a column with nothing observed in an imputer's rows is refused."""
+    sums and counts, or one key-hash sample for every imputer's medians): each imputer's
+    statistic is that of its own rows (all training folds, or all but one), as fitting it on
+    those rows alone gives; with a sample smaller than the rows, medians are middle values of
+    the rows and the same on any Spark layout; a column with nothing observed in an imputer's
+    rows is refused (means: exact, up to the order Spark adds them in)."""
     from medspark.models.missing import MissingValuePlan
     from medspark.spark.models.base import FOLD
     from medspark.spark.models.impute import fit_by_aggregates, fit_plan_spark
@@ -337,25 +339,56 @@ def test_spark_aggregate_fills_are_each_folds_statistics(spark, data, method):
         "id_columns": ["row_id"],
         "exclude": ["patient_id", "target", "site"]})
     folds = [None, 0, 1, 2]
-    fitted = fit_by_aggregates(frame, plan, folds, "row_id", 0, 100)
+    everything = len(pdf)  # a sample as large as the rows: every row
+    fitted = fit_by_aggregates(frame, plan, folds, "row_id", 0, everything)
+    small = 400  # medians from ~400 of the 2,250 training rows
+    sampled = fit_by_aggregates(frame, plan, folds, "row_id", 0, small)
+    relaid = fit_by_aggregates(spark.createDataFrame(pdf.sample(frac=1.0, random_state=1))
+                               .repartition(5), plan, folds, "row_id", 0, small)
     feats = [f"f{i}" for i in range(6)]
     for f in folds:
         mine = pdf[(pdf[FOLD] >= 0) & (pdf[FOLD] != (-2 if f is None else f))]
         values = fitted[f].steps[0].values
         assert sorted(values) == feats
-        one_pass = fit_plan_spark(spark.createDataFrame(mine), plan, "row_id", 0, 100,
+        one_pass = fit_plan_spark(spark.createDataFrame(mine), plan, "row_id", 0, everything,
                                   with_report=False).steps[0].values
+        drawn, other = sampled[f].steps[0].values, relaid[f].steps[0].values
+        if method == "median":  # the same rows and values whatever the order and partitions
+            assert drawn == other
+        else:  # sums in another order: the last bits may differ
+            assert drawn == pytest.approx(other, rel=1e-13)
         for c in feats:
             seen = mine[c].dropna()
-            if method == "mean":
-                assert values[c] == pytest.approx(seen.mean(), rel=1e-12, abs=1e-15)
-                assert values[c] == pytest.approx(one_pass[c], rel=1e-12, abs=1e-15)
-            else:  # a middle value of the observed ones (a sketch holds them all here)
-                below, above = (seen < values[c]).mean(), (seen > values[c]).mean()
-                assert below <= 0.5 and above <= 0.5, (c, f, below, above)
-                assert values[c] in set(seen)
+            exact = seen.mean() if method == "mean" else seen.median()
+            assert values[c] == pytest.approx(exact, rel=1e-12, abs=1e-15)
+            assert values[c] == pytest.approx(one_pass[c], rel=1e-12, abs=1e-15)
+            if method == "median":  # ~300 rows of the imputer's: near the middle of them all
+                below, above = (seen < drawn[c]).mean(), (seen > drawn[c]).mean()
+                assert below <= 0.6 and above <= 0.6, (c, f, below, above)
+                assert drawn[c] != pytest.approx(exact, rel=1e-9)  # a sample, not every row
+            else:  # means are exact at any sample size
+                assert drawn[c] == pytest.approx(exact, rel=1e-12, abs=1e-15)
     assert fitted[None].train_report is not None and fitted[0].train_report is None
     # f5 observed only in held-out rows: nothing to take the statistic of
     pdf.loc[pdf[FOLD] >= 0, "f5"] = np.nan
     with pytest.raises(ValueError, match=r"\['f5'\] have no observed value"):
         fit_by_aggregates(spark.createDataFrame(pdf), plan, folds, "row_id", 0, 100)
+
+
+def test_medians_of_a_column_the_sample_misses(spark, data):
+    """A sparse column with no observed value in the key-hash sample gets its median from
+    every row (exact for so few values), not an error."""
+    from medspark.spark.models.impute import _hash_sample, medians
+
+    pdf = pd.read_parquet(data["table"])
+    frame = spark.createDataFrame(pdf)
+    drawn = {r["row_id"] for r in _hash_sample(frame, "row_id", 0, 300).select("row_id")
+             .collect()}
+    assert 0 < len(drawn) < len(pdf)
+    outside = [k for k in pdf["row_id"] if k not in drawn][:3]
+    pdf["f5"] = np.nan
+    pdf.loc[pdf["row_id"].isin(outside), "f5"] = [7.0, 1.0, 4.0]
+    found = medians(spark.createDataFrame(pdf), ["f0", "f5"], [None], "row_id", 0, 300)[None]
+    assert found["f5"] == 4.0
+    assert found["f0"] == pytest.approx(pdf.loc[pdf["row_id"].isin(drawn), "f0"].median(),
+                                        rel=1e-12)

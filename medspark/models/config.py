@@ -125,8 +125,9 @@ class TrainSettings(_Strict):
                                 "training split, estimated as rows x (features + 4) x 24 B")
     eval_max_rows: int = Field(200_000, ge=100, description="held-out rows the metrics, CIs "
                                "and plots rest on; a larger test split is sampled by group")
-    impute_sample_rows: int = Field(100_000, ge=100, description="rows a `model` rule of the "
-                                    "plan is fitted on beyond a task (drawn by key hash)")
+    impute_sample_rows: int = Field(100_000, ge=100, description="rows the plan's medians "
+                                    "and `model` rules are fitted on beyond a task (drawn by "
+                                    "key hash: the same rows on every run)")
     per_group: str | None = Field(None, description="a column: one model per value (e.g. a "
                                   "site), each fitted on that value's rows in one task")
     per_group_max: int = Field(1000, ge=1, description="most values `per_group` may have")

@@ -93,6 +93,21 @@ def _statistic(s: pd.Series, spec: rules.FillSpec, where: str) -> Scalar:
     return float(observed.mean() if spec.method == "mean" else observed.median())
 
 
+def medians_leaving_out(folds: np.ndarray, values: np.ndarray,
+                        leave_out: Sequence[int | None]) -> np.ndarray:
+    """Column medians of `values` (rows x columns, NaN where missing) over the rows whose fold
+    is not f, for each f of `leave_out` (None: every row): a (len(leave_out), columns) array,
+    NaN where a column has no observed value in those rows."""
+    out = np.full((len(leave_out), values.shape[1]), np.nan)
+    for i, f in enumerate(leave_out):
+        part = values if f is None else values[folds != f]
+        if len(part):
+            with warnings.catch_warnings():  # a column with nothing observed: NaN, said later
+                warnings.simplefilter("ignore", RuntimeWarning)
+                out[i] = np.nanmedian(part, axis=0)
+    return out
+
+
 def _fill(df: pd.DataFrame, values: Mapping[str, Scalar]) -> None:
     for col, value in values.items():
         mask = df[col].isna()

@@ -502,11 +502,12 @@ class Job:
                 folds.imputers = imp.fit_by_aggregates(folds.framed, plan, fit_sets, data.key,
                                                        cfg.seed, cfg.impute_sample_rows)
                 how = {"fitted_by": "spark_aggregates",
-                       "statistics": f"means exact; a first rule's medians from KLL "
-                                     f"sketches (k={imp.KLL_K}) per fold, merged per imputer; "
-                                     f"later rules' medians percentile_approx (accuracy "
-                                     f"{imp.QUANTILE_ACCURACY}); model rules on at most "
-                                     f"{cfg.impute_sample_rows} rows drawn by key hash"}
+                       "statistics": f"means exact; medians exact on about "
+                                     f"{cfg.impute_sample_rows} rows drawn by a seeded hash "
+                                     f"of the row key (every row when fewer; the same on "
+                                     f"every run), percentile_approx where that sample "
+                                     f"holds no value of a column; model rules on at most "
+                                     f"{cfg.impute_sample_rows} rows drawn the same way"}
         except ValueError as e:
             raise ConfigError(f"train.missing: {e}") from None
         self.lap("imputers")

@@ -7,11 +7,15 @@ split, by one of two strategies chosen by the size of the training split:
 - `task` (the split fits a task's memory budget): k + 1 Spark tasks read the staged split and
   run `MissingValuePlan.fit_transform` on their rows: exact statistics, every rule;
 - `spark` (beyond it): each rule's statistics are Spark aggregates over the rows transformed by
-  the rules before it: missing rates, means, `percentile_approx` medians (relative rank error
-  1/`accuracy`), modes; a `model` rule is fitted on a bounded sample of the rows
-  (`train.impute_sample_rows`, drawn by a hash of the row key). A first rule that fills means
-  or medians (the default plan) is fitted for every fold at once: one pass computes each
-  fold's sums and counts or KLL sketches, merged per imputer (`_first_fills`).
+  the rules before it: missing rates, means, modes; medians exact on a sample of about
+  `train.impute_sample_rows` rows drawn by a hash of the row key (every row when there are
+  fewer), in one Spark task (`sample_medians`): the same rows, so the same fill values, on
+  every run and Spark layout, which neither `percentile_approx` (its merge depends on the
+  partitioning) nor Spark's KLL sketches (randomised compaction: 1,904, 1,693, 1,864 for one
+  median of 1M values, three runs) give; a `model` rule is fitted on the same kind of sample.
+  A first rule that fills means or medians (the default plan) is fitted for every fold at
+  once: one pass computes each fold's sums and counts, or one sample serves every imputer's
+  medians (`_first_fills`).
 
 Either way the result is a `FittedImputer` per fold, applied the same way everywhere: in Spark
 by `impute` (`mapInPandas`; `applyInPandas` per group for interpolation), in a task by
@@ -25,6 +29,7 @@ import pickle
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -37,6 +42,7 @@ from medspark.models.impute_steps import (
     FittedFill,
     FittedInterpolate,
     Step,
+    medians_leaving_out,
     resolve_columns,
 )
 from medspark.models.missing import (
@@ -59,9 +65,9 @@ from medspark.models.missing import (
 from medspark.spark.models.base import FOLD, StagedRows
 from medspark.spark.models.tasks import fold_rows, read_rows, spark_tasks
 
+# the medians of a column the hash sample holds no observed value of (a sparse column: few
+# values, where percentile_approx is exact)
 QUANTILE_ACCURACY = 10_000
-# KLL sketch size of the first rule's medians: rank error ~1e-4, like percentile_approx's
-KLL_K = 4_000
 
 
 # ----------------------------------------------------------------------------------- apply
@@ -153,7 +159,7 @@ def fit_by_aggregates(framed: DataFrame, plan: MissingValuePlan, folds: list[int
     (`_first_fills`)."""
     train = framed.where(F.col(FOLD) >= 0)
     schema = columns_of(train.drop(FOLD))
-    first = _first_fills(train, plan, folds, schema)
+    first = _first_fills(train, plan, folds, schema, key, seed, sample_rows)
     return {f: fit_plan_spark(train if f is None else train.where(F.col(FOLD) != f), plan,
                               key, seed, sample_rows, with_report=f is None,
                               first=first.get(f), schema=schema) for f in folds}
@@ -166,13 +172,13 @@ def columns_of(rows: DataFrame) -> pd.DataFrame:
 
 
 def _first_fills(train: DataFrame, plan: MissingValuePlan, folds: list[int | None],
-                 schema: pd.DataFrame) -> dict[int | None, Step]:
+                 schema: pd.DataFrame, key: str, seed: int, sample_rows: int
+                 ) -> dict[int | None, Step]:
     """The first rule's fill per entry of `folds` (None: every training fold; f: all but f),
     when it fills means or medians: one `groupBy(fold)` pass computes each fold's sums and
-    counts, or KLL sketches (`KLL_K`), of every column; an entry's statistic merges those of
-    its folds (means exact; medians the merged sketch's 0.5 quantile). Fold by fold,
-    `percentile_approx` read the split once per entry: the train job's imputers phase at 1M
-    rows x 50 columns, 3 folds, took 49 s that way and 13-16 s this way."""
+    counts of every column, an entry's mean adds those of its folds; or one hash sample gives
+    every entry's medians (`medians`). Fold by fold, the split was read once per entry: the
+    train job's imputers phase at 1M rows x 50 columns, 3 folds, took 49 s that way."""
     rule = plan.rules[0]
     if not isinstance(rule, Fill) or rule.method not in ("mean", "median") or len(folds) < 2:
         return {}
@@ -181,19 +187,28 @@ def _first_fills(train: DataFrame, plan: MissingValuePlan, folds: list[int | Non
                            numeric_only=True, where="fill")
     if not cols:
         return {}
-    types = {f.name: f.dataType for f in rows.schema.fields}
+    if rule.method == "median":
+        found = medians(train, cols, folds, key, seed, sample_rows)
+    else:
+        found = _fold_means(train, cols, folds, {f.name: f.dataType for f in rows.schema.fields})
+    out: dict[int | None, Step] = {}
+    for f in folds:
+        _refuse_unobserved(found[f], rule.method, "fill")
+        out[f] = FittedFill(found[f])
+    return out
+
+
+def _fold_means(train: DataFrame, cols: list[str], folds: list[int | None],
+                types: dict[str, T.DataType]) -> dict[int | None, dict[str, float | None]]:
+    """Each entry's means of `cols` from one pass: per fold sums and counts, added up."""
     names = {c: f"_ms_c{i}" for i, c in enumerate(cols)}  # any column name, as an alias
 
     def observed(c: str) -> Any:
         return F.when(~_missing(c, types[c]), F.col(c).cast("double"))
 
-    if rule.method == "mean":
-        aggs = [a for c in cols for a in (F.sum(observed(c)).alias(names[c] + "s"),
-                                           F.count(observed(c)).alias(names[c] + "n"))]
-    else:
-        aggs = [F.kll_sketch_agg_double(observed(c), KLL_K).alias(names[c]) for c in cols]
-    # one job: each entry's statistics from the folds' rows of it (k + 1 small merges)
-    per_fold = train.groupBy(FOLD).agg(*aggs)
+    per_fold = train.groupBy(FOLD).agg(*[
+        a for c in cols for a in (F.sum(observed(c)).alias(names[c] + "s"),
+                                  F.count(observed(c)).alias(names[c] + "n"))])
 
     def mine(f: int | None, col: str) -> Any:
         return F.col(col) if f is None else F.when(F.col(FOLD) != f, F.col(col))
@@ -201,27 +216,81 @@ def _first_fills(train: DataFrame, plan: MissingValuePlan, folds: list[int | Non
     def name(f: int | None, c: str) -> str:
         return f"{names[c]}_{'all' if f is None else f}"
 
-    if rule.method == "mean":
-        merged = [(F.sum(mine(f, names[c] + "s")) / F.sum(mine(f, names[c] + "n")))
-                  .alias(name(f, c)) for f in folds for c in cols]
-    else:
-        # k given again: without it the merge compacted to k=200 (~0.5% rank error on
-        # 1,443 values that one k=4000 sketch holds exactly)
-        sketches = {(f, c): F.kll_merge_agg_double(mine(f, names[c]), KLL_K)
-                    for f in folds for c in cols}
-        merged = [F.when(F.kll_sketch_get_n_double(sk) > 0,
-                         F.kll_sketch_get_quantile_double(sk, F.lit(0.5))).alias(name(f, c))
-                  for (f, c), sk in sketches.items()]
-    r = per_fold.agg(*merged).first()
-    out: dict[int | None, Step] = {}
-    for f in folds:
-        values = {c: None if r[name(f, c)] is None else float(r[name(f, c)]) for c in cols}
-        empty = [c for c in cols if values[c] is None]
-        if empty:
-            raise ValueError(f"fill: column(s) {empty} have no observed value to take the "
-                             f"{rule.method} of (drop them first with drop_columns)")
-        out[f] = FittedFill(values)
+    r = per_fold.agg(*[(F.sum(mine(f, names[c] + "s")) / F.sum(mine(f, names[c] + "n")))
+                       .alias(name(f, c)) for f in folds for c in cols]).first()
+    return {f: {c: _value(r[name(f, c)]) for c in cols} for f in folds}
+
+
+def medians(rows: DataFrame, cols: list[str], leave_out: list[int | None], key: str,
+            seed: int, sample_rows: int) -> dict[int | None, dict[str, float | None]]:
+    """Each column's median over the rows of every fold but f, for each f of `leave_out`
+    (None: every row; `rows` needs `FOLD` unless that is all): `sample_medians`, and for a
+    column the sample holds no observed value of, `percentile_approx` over the rows (exact
+    for so few values). None where nothing is observed."""
+    found = sample_medians(rows, cols, leave_out, key, seed, sample_rows)
+    types = {f.name: f.dataType for f in rows.schema.fields}
+    for f in leave_out:
+        rest = [c for c in cols if found[f][c] is None]
+        if rest:
+            part = rows if f is None else rows.where(F.col(FOLD) != f)
+            r = part.agg(*[F.percentile_approx(F.when(~_missing(c, types[c]), F.col(c)), 0.5,
+                                               QUANTILE_ACCURACY).alias(f"_ms_c{i}")
+                           for i, c in enumerate(rest)]).first()
+            found[f].update({c: _value(r[f"_ms_c{i}"]) for i, c in enumerate(rest)})
+    return found
+
+
+def sample_medians(rows: DataFrame, cols: list[str], leave_out: list[int | None], key: str,
+                   seed: int, sample_rows: int) -> dict[int | None, dict[str, float | None]]:
+    """`medians` on about `sample_rows` rows drawn by a hash of the key (`_hash_sample`; every
+    row when there are fewer), exact on them (`medians_leaving_out`, numpy), computed in one
+    Spark task: the rows, so the values, do not depend on the run or the Spark layout. None
+    where the sample holds no observed value of a column."""
+    types = {f.name: f.dataType for f in rows.schema.fields}
+    names = [f"_ms_c{i}" for i in range(len(cols))]
+    fold = F.col(FOLD) if FOLD in rows.columns else F.lit(-1)
+    sample = _hash_sample(rows, key, seed, sample_rows).select(
+        fold.cast("long").alias(FOLD),
+        *[F.when(~_missing(c, types[c]), F.col(c).cast("double")).alias(n)
+          for c, n in zip(cols, names, strict=True)])
+    sets = list(leave_out)
+
+    def task(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        frames = list(batches)
+        pdf = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+            columns=[FOLD, *names])
+        found = medians_leaving_out(pdf[FOLD].to_numpy(), pdf[names].to_numpy("float64"),
+                                    sets)
+        yield pd.DataFrame({"i": np.repeat(np.arange(len(sets)), len(names)),
+                            "c": np.tile(np.arange(len(names)), len(sets)),
+                            "v": found.ravel()})
+
+    out: dict[int | None, dict[str, float | None]] = {f: {} for f in sets}
+    for r in (sample.repartition(1).mapInPandas(task, "i long, c long, v double").collect()):
+        out[sets[r["i"]]][cols[r["c"]]] = _value(r["v"])
     return out
+
+
+def _hash_sample(rows: DataFrame, key: str, seed: int, n: int) -> DataFrame:
+    """About `n` of `rows` (all when there are at most n), chosen by a seeded hash of the
+    key: the same rows on every run and Spark layout."""
+    total = rows.count()
+    if total <= n:
+        return rows
+    return rows.where((F.abs(F.xxhash64(F.lit(seed), F.col(key))) % 1_000_000)
+                      < int(n / total * 1_000_000))
+
+
+def _value(v: Any) -> float | None:
+    """A statistic as a float; None for null or NaN (nothing observed)."""
+    return None if v is None or v != v else float(v)
+
+
+def _refuse_unobserved(values: dict[str, Any], method: str, where: str) -> None:
+    empty = [c for c, v in values.items() if v is None]
+    if empty:
+        raise ValueError(f"{where}: column(s) {empty} have no observed value to take the "
+                         f"{method} of (drop them first with drop_columns)")
 
 
 def fit_plan_spark(rows: DataFrame, plan: MissingValuePlan, key: str, seed: int,
@@ -264,13 +333,13 @@ def _fit_rule(rule: Any, rows: DataFrame, schema: pd.DataFrame, excluded: list[s
         numeric = rule.method in ("mean", "median")
         cols = resolve_columns(rule.columns, schema, exclude=excluded, numeric_only=numeric,
                                where="fill")
-        return FittedFill(_statistics(rows, cols, rule, "fill"))
+        return FittedFill(_statistics(rows, cols, rule, "fill", key, seed, sample_rows))
     if isinstance(rule, Interpolate):
         keys = [rule.order_by, *rule.group_by]
         cols = resolve_columns(rule.columns, schema, exclude=[*excluded, *keys],
                                numeric_only=True, where="interpolate")
         fallback = None if rule.fallback is None else _statistics(
-            rows, cols, rule.fallback, "interpolate fallback")
+            rows, cols, rule.fallback, "interpolate fallback", key, seed, sample_rows)
         return FittedInterpolate(cols, rule.method, rule.order or 1, rule.order_by,
                                  list(rule.group_by), rule.edges, fallback)
     if isinstance(rule, ModelImpute):
@@ -294,39 +363,27 @@ def _missing_rates(rows: DataFrame, cols: list[str]) -> dict[str, float]:
     return {c: float(r[c] / n) for c in cols}
 
 
-def _statistics(rows: DataFrame, cols: list[str], spec: FillSpec, where: str) -> dict[str, Any]:
+def _statistics(rows: DataFrame, cols: list[str], spec: FillSpec, where: str, key: str,
+                seed: int, sample_rows: int) -> dict[str, Any]:
     if not cols:
         return {}
     if spec.method == "constant":
         return {c: spec.value for c in cols}
-    types = {f.name: f.dataType for f in rows.schema.fields}
-
-    def observed(c: str) -> Any:
-        return F.when(~_missing(c, types[c]), F.col(c))
-
-    if spec.method == "mean":
-        aggs = [F.avg(observed(c)).alias(c) for c in cols]
-    elif spec.method == "median":
-        aggs = [F.percentile_approx(observed(c), 0.5, QUANTILE_ACCURACY).alias(c) for c in cols]
+    if spec.method == "median":
+        values: dict[str, Any] = medians(rows, cols, [None], key, seed, sample_rows)[None]
     else:
-        aggs = [F.mode(observed(c), True).alias(c) for c in cols]
-    r = rows.agg(*aggs).first()
-    empty = [c for c in cols if r[c] is None]
-    if empty:
-        raise ValueError(f"{where}: column(s) {empty} have no observed value to take the "
-                         f"{spec.method} of (drop them first with drop_columns)")
-    return {c: (float(r[c]) if spec.method != "mode" else r[c]) for c in cols}
+        types = {f.name: f.dataType for f in rows.schema.fields}
+        agg = F.avg if spec.method == "mean" else (lambda c: F.mode(c, True))
+        r = rows.agg(*[agg(F.when(~_missing(c, types[c]), F.col(c))).alias(c)
+                       for c in cols]).first()
+        values = {c: r[c] if spec.method == "mode" else _value(r[c]) for c in cols}
+    _refuse_unobserved(values, spec.method, where)
+    return values
 
 
 def _sample(rows: DataFrame, key: str, seed: int, n: int) -> pd.DataFrame:
     """At most `n` rows (chosen by a hash of the key: the same rows on every run)."""
-    total = rows.count()
-    chosen = rows
-    if total > n:
-        cut = n / total
-        chosen = rows.where((F.abs(F.xxhash64(F.lit(seed), F.col(key))) % 1_000_000)
-                            < int(cut * 1_000_000))
-    pdf = chosen.drop(FOLD).limit(n).toPandas()
+    pdf = _hash_sample(rows, key, seed, n).drop(FOLD).limit(n).toPandas()
     return pdf.sort_values(key, kind="stable", ignore_index=True)
 
 
