@@ -392,3 +392,32 @@ def test_medians_of_a_column_the_sample_misses(spark, data):
     assert found["f5"] == 4.0
     assert found["f0"] == pytest.approx(pdf.loc[pdf["row_id"].isin(drawn), "f0"].median(),
                                         rel=1e-12)
+
+
+def test_staged_rows_read_back_in_the_same_partitions_every_run(spark, tmp_path):
+    """The same rows staged twice (Spark names each write's files with a new random id) and
+    read back with splits small enough that most are of equal length: every partition holds
+    the same rows in the same order (MLlib seeds its bootstrap per partition; read as a folder,
+    the listing order of the files decided it)."""
+    from pyspark.sql import functions as F
+
+    from medspark.models.folder import Folder
+    from medspark.spark.models.base import FOLD
+    from medspark.spark.models.tasks import read_staged, stage_rows
+
+    frame = spark.range(0, 60_000, 1, 8).select(
+        F.format_string("r%06d", "id").alias("row_id"), F.lit(0).alias(FOLD),
+        F.rand(1).alias("x"), F.rand(2).alias("y"))
+    key = "spark.sql.files.maxPartitionBytes"
+    before = spark.conf.get(key)
+    spark.conf.set(key, str(64 * 1024))
+    try:
+        layouts = []
+        for name in ("a", "b"):
+            staged, _ = stage_rows(frame, Folder.at(str(tmp_path / name)), "row_id", ["x", "y"])
+            layouts.append(read_staged(spark, staged).select("row_id").rdd.mapPartitionsWithIndex(
+                lambda i, rows: [(i, [r.row_id for r in rows])]).collect())
+    finally:
+        spark.conf.set(key, before)
+    assert len(layouts[0]) > 8 and sum(len(rows) for _, rows in layouts[0]) == 60_000
+    assert layouts[0] == layouts[1]

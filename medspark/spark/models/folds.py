@@ -28,7 +28,7 @@ from medspark.models.folder import Folder
 from medspark.models.missing import FittedImputer, MissingValuePlan, model_features
 from medspark.spark.models.base import FOLD, GROUP, LABEL, OWN_GROUP, Rows, StagedRows
 from medspark.spark.models.impute import accepted, fit_in_tasks, impute
-from medspark.spark.models.tasks import stage_rows
+from medspark.spark.models.tasks import read_staged, stage_rows
 
 STRATUM, ROWS, RANK, SIZE = "_ms_stratum", "_ms_rows", "_ms_rank", "_ms_size"
 
@@ -144,7 +144,7 @@ class FoldSet:
                 raise ValueError("this run has no staging folder")
             self.staged, self.observed = stage_rows(self.framed, self.stage_folder, self.key,
                                                     self.columns, self.observe)
-            self.framed = self.framed.sparkSession.read.parquet(self.stage_folder.spark_uri())
+            self.framed = read_staged(self.framed.sparkSession, self.staged)
         return self.staged
 
     def spark_rows(self, fold: int) -> tuple[Rows, DataFrame]:
