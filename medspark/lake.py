@@ -413,8 +413,10 @@ def read_files(spark, snap: Snapshot):
         snap.arrow_schema)
     if not snap.files:
         return spark.createDataFrame([], schema)
+    # in name order: Spark packs equal-length splits in the order it is given the files, and
+    # an MLlib forest depends on the rows each partition holds
     return (spark.read.schema(schema).option("basePath", snap.uri)
-            .parquet(*[spark_path(f) for f in snap.files]))
+            .parquet(*[spark_path(f) for f in sorted(snap.files)]))
 
 
 def spark_path(path: str) -> str:

@@ -394,28 +394,39 @@ def test_medians_of_a_column_the_sample_misses(spark, data):
                                         rel=1e-12)
 
 
-def test_staged_rows_read_back_in_the_same_partitions_every_run(spark, tmp_path):
-    """The same rows staged twice (Spark names each write's files with a new random id) and
+@pytest.mark.parametrize("how", ["staged", "table", "partitioned table"])
+def test_rows_read_back_in_the_same_partitions_every_run(spark, tmp_path, how):
+    """The same rows written twice (Spark names each write's files with a new random id) and
     read back with splits small enough that most are of equal length: every partition holds
     the same rows in the same order (MLlib seeds its bootstrap per partition; read as a folder,
-    the listing order of the files decided it)."""
+    the listing order of the files decided it): the staged rows, and a `--table` folder."""
     from pyspark.sql import functions as F
 
     from medspark.models.folder import Folder
     from medspark.spark.models.base import FOLD
     from medspark.spark.models.tasks import read_staged, stage_rows
+    from medspark.spark.train import read_table
 
     frame = spark.range(0, 60_000, 1, 8).select(
         F.format_string("r%06d", "id").alias("row_id"), F.lit(0).alias(FOLD),
-        F.rand(1).alias("x"), F.rand(2).alias("y"))
+        (F.col("id") % 2).cast("string").alias("site"), F.rand(1).alias("x"),
+        F.rand(2).alias("y"))
     key = "spark.sql.files.maxPartitionBytes"
     before = spark.conf.get(key)
     spark.conf.set(key, str(64 * 1024))
     try:
         layouts = []
         for name in ("a", "b"):
-            staged, _ = stage_rows(frame, Folder.at(str(tmp_path / name)), "row_id", ["x", "y"])
-            layouts.append(read_staged(spark, staged).select("row_id").rdd.mapPartitionsWithIndex(
+            path = str(tmp_path / name)
+            if how == "staged":
+                read = read_staged(spark, stage_rows(frame, Folder.at(path), "row_id",
+                                                     ["x", "y"])[0])
+            else:
+                (frame.write.partitionBy("site") if how == "partitioned table"
+                 else frame.write).parquet(path)
+                read = read_table(spark, path)
+            assert sorted(read.columns) == sorted(frame.columns)
+            layouts.append(read.select("row_id").rdd.mapPartitionsWithIndex(
                 lambda i, rows: [(i, [r.row_id for r in rows])]).collect())
     finally:
         spark.conf.set(key, before)

@@ -139,7 +139,7 @@ def read_source(spark: SparkSession, lake: Lake | None, table: str | None,
     """The raw table and where it came from (the lake's features: the exact version read)."""
     if table:
         try:
-            return spark.read.parquet(table), {"table": table}
+            return read_table(spark, table), {"table": table}
         except Exception as e:  # noqa: BLE001 - AnalysisException: path does not exist
             raise ConfigError(f"table {table} cannot be read: {e}") from None
     assert lake is not None
@@ -147,6 +147,23 @@ def read_source(spark: SparkSession, lake: Lake | None, table: str | None,
 
 
 # -------------------------------------------------------------------------------- preflight
+def read_table(spark: SparkSession, table: str) -> DataFrame:
+    """A Parquet table (a file, or a folder with hive partitions or not), a folder's files
+    given in name order: read as a folder, Spark packs equal-length splits in the order it
+    lists them, which need not repeat, and an MLlib forest depends on the rows each partition
+    holds (`tasks.read_staged`)."""
+    import pyarrow.fs as pafs
+
+    frame = spark.read.parquet(table)
+    folder = Folder.at(table)
+    if folder.fs.get_file_info(folder.path).type != pafs.FileType.Directory:
+        return frame
+    files = sorted(frame.inputFiles())
+    if len(files) < 2:
+        return frame
+    return spark.read.schema(frame.schema).option("basePath", table).parquet(*files)
+
+
 def table_columns(table: str) -> dict[str, str]:
     """Column name -> Arrow type of a Parquet table (a file or a folder), read with pyarrow."""
     import pyarrow.dataset as ds
