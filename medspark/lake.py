@@ -413,10 +413,21 @@ def read_files(spark, snap: Snapshot):
         snap.arrow_schema)
     if not snap.files:
         return spark.createDataFrame([], schema)
-    # in name order: Spark packs equal-length splits in the order it is given the files, and
-    # an MLlib forest depends on the rows each partition holds
-    return (spark.read.schema(schema).option("basePath", snap.uri)
-            .parquet(*[spark_path(f) for f in sorted(snap.files)]))
+    return read_parquet_in_order(spark, [spark_path(f) for f in snap.files], base=snap.uri,
+                                 schema=schema)
+
+
+def read_parquet_in_order(spark, paths: list[str], *, base: str | None = None, schema=None):
+    """Parquet files as one DataFrame, given to Spark in name order (`base`: the folder hive
+    partition values are read from). Spark packs splits of equal length (every full split of
+    a file over `spark.sql.files.maxPartitionBytes`) in the order it gets the files; a
+    folder's listing order changes with the random id in each write's file names, and with it
+    the rows each partition holds, which an MLlib forest depends on (it seeds its bootstrap
+    per partition: a 2M-row forest changed from run to run)."""
+    reader = spark.read if schema is None else spark.read.schema(schema)
+    if base is not None:
+        reader = reader.option("basePath", base)
+    return reader.parquet(*sorted(paths))
 
 
 def spark_path(path: str) -> str:

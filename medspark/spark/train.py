@@ -32,7 +32,7 @@ from pyspark.sql import types as T
 from medspark.config import ConfigError, Settings
 from medspark.jsonable import num, py
 from medspark.jsonable import short_hash as sha
-from medspark.lake import Lake, table_of
+from medspark.lake import Lake, read_parquet_in_order, table_of
 from medspark.models.algorithms import get_algorithm, is_estimator_path
 from medspark.models.config import TrainSettings
 from medspark.models.folder import Folder
@@ -148,20 +148,19 @@ def read_source(spark: SparkSession, lake: Lake | None, table: str | None,
 
 # -------------------------------------------------------------------------------- preflight
 def read_table(spark: SparkSession, table: str) -> DataFrame:
-    """A Parquet table (a file, or a folder with hive partitions or not), a folder's files
-    given in name order: read as a folder, Spark packs equal-length splits in the order it
-    lists them, which need not repeat, and an MLlib forest depends on the rows each partition
-    holds (`tasks.read_staged`)."""
+    """A Parquet table (a file, or a folder with hive partitions or not); a folder's files in
+    name order, so its partitions hold the same rows on every read
+    (`lake.read_parquet_in_order`)."""
     import pyarrow.fs as pafs
 
     frame = spark.read.parquet(table)
     folder = Folder.at(table)
     if folder.fs.get_file_info(folder.path).type != pafs.FileType.Directory:
         return frame
-    files = sorted(frame.inputFiles())
+    files = frame.inputFiles()
     if len(files) < 2:
         return frame
-    return spark.read.schema(frame.schema).option("basePath", table).parquet(*files)
+    return read_parquet_in_order(spark, files, base=table, schema=frame.schema)
 
 
 def table_columns(table: str) -> dict[str, str]:

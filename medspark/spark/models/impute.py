@@ -182,7 +182,6 @@ def _first_fills(train: DataFrame, plan: MissingValuePlan, folds: list[int | Non
     rule = plan.rules[0]
     if not isinstance(rule, Fill) or rule.method not in ("mean", "median") or len(folds) < 2:
         return {}
-    rows = train.drop(FOLD)
     cols = resolve_columns(rule.columns, schema, exclude=[*plan.exclude, *plan.id_columns],
                            numeric_only=True, where="fill")
     if not cols:
@@ -190,7 +189,7 @@ def _first_fills(train: DataFrame, plan: MissingValuePlan, folds: list[int | Non
     if rule.method == "median":
         found = medians(train, cols, folds, key, seed, sample_rows)
     else:
-        found = _fold_means(train, cols, folds, {f.name: f.dataType for f in rows.schema.fields})
+        found = _fold_means(train, cols, folds)
     out: dict[int | None, Step] = {}
     for f in folds:
         _refuse_unobserved(found[f], rule.method, "fill")
@@ -198,17 +197,14 @@ def _first_fills(train: DataFrame, plan: MissingValuePlan, folds: list[int | Non
     return out
 
 
-def _fold_means(train: DataFrame, cols: list[str], folds: list[int | None],
-                types: dict[str, T.DataType]) -> dict[int | None, dict[str, float | None]]:
+def _fold_means(train: DataFrame, cols: list[str], folds: list[int | None]
+                ) -> dict[int | None, dict[str, float | None]]:
     """Each entry's means of `cols` from one pass: per fold sums and counts, added up."""
     names = {c: f"_ms_c{i}" for i, c in enumerate(cols)}  # any column name, as an alias
-
-    def observed(c: str) -> Any:
-        return F.when(~_missing(c, types[c]), F.col(c).cast("double"))
-
+    observed = _observed(train, cols)
     per_fold = train.groupBy(FOLD).agg(*[
-        a for c in cols for a in (F.sum(observed(c)).alias(names[c] + "s"),
-                                  F.count(observed(c)).alias(names[c] + "n"))])
+        a for c in cols for a in (F.sum(observed[c]).alias(names[c] + "s"),
+                                  F.count(observed[c]).alias(names[c] + "n"))])
 
     def mine(f: int | None, col: str) -> Any:
         return F.col(col) if f is None else F.when(F.col(FOLD) != f, F.col(col))
@@ -228,14 +224,13 @@ def medians(rows: DataFrame, cols: list[str], leave_out: list[int | None], key: 
     column the sample holds no observed value of, `percentile_approx` over the rows (exact
     for so few values). None where nothing is observed."""
     found = sample_medians(rows, cols, leave_out, key, seed, sample_rows)
-    types = {f.name: f.dataType for f in rows.schema.fields}
+    observed = _observed(rows, cols)
     for f in leave_out:
         rest = [c for c in cols if found[f][c] is None]
         if rest:
             part = rows if f is None else rows.where(F.col(FOLD) != f)
-            r = part.agg(*[F.percentile_approx(F.when(~_missing(c, types[c]), F.col(c)), 0.5,
-                                               QUANTILE_ACCURACY).alias(f"_ms_c{i}")
-                           for i, c in enumerate(rest)]).first()
+            r = part.agg(*[F.percentile_approx(observed[c], 0.5, QUANTILE_ACCURACY)
+                           .alias(f"_ms_c{i}") for i, c in enumerate(rest)]).first()
             found[f].update({c: _value(r[f"_ms_c{i}"]) for i, c in enumerate(rest)})
     return found
 
@@ -246,13 +241,12 @@ def sample_medians(rows: DataFrame, cols: list[str], leave_out: list[int | None]
     row when there are fewer), exact on them (`medians_leaving_out`, numpy), computed in one
     Spark task: the rows, so the values, do not depend on the run or the Spark layout. None
     where the sample holds no observed value of a column."""
-    types = {f.name: f.dataType for f in rows.schema.fields}
     names = [f"_ms_c{i}" for i in range(len(cols))]
     fold = F.col(FOLD) if FOLD in rows.columns else F.lit(-1)
+    observed = _observed(rows, cols)
     sample = _hash_sample(rows, key, seed, sample_rows).select(
         fold.cast("long").alias(FOLD),
-        *[F.when(~_missing(c, types[c]), F.col(c).cast("double")).alias(n)
-          for c, n in zip(cols, names, strict=True)])
+        *[observed[c].alias(n) for c, n in zip(cols, names, strict=True)])
     sets = list(leave_out)
 
     def task(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
@@ -348,6 +342,13 @@ def _fit_rule(rule: Any, rows: DataFrame, schema: pd.DataFrame, excluded: list[s
     raise ValueError(f"rule {index}: unknown strategy {rule!r}")
 
 
+def _observed(rows: DataFrame, cols: list[str], numeric: bool = True) -> dict[str, Any]:
+    """Each column's observed values (null where missing), as doubles when `numeric`."""
+    types = {f.name: f.dataType for f in rows.schema.fields}
+    return {c: F.when(~_missing(c, types[c]), F.col(c).cast("double") if numeric else F.col(c))
+            for c in cols}
+
+
 def _missing(c: str, dtype: T.DataType) -> Any:
     isnan = F.isnan(F.col(c)) if isinstance(dtype, T.FractionalType) else F.lit(False)
     return F.col(c).isNull() | isnan
@@ -372,10 +373,9 @@ def _statistics(rows: DataFrame, cols: list[str], spec: FillSpec, where: str, ke
     if spec.method == "median":
         values: dict[str, Any] = medians(rows, cols, [None], key, seed, sample_rows)[None]
     else:
-        types = {f.name: f.dataType for f in rows.schema.fields}
         agg = F.avg if spec.method == "mean" else (lambda c: F.mode(c, True))
-        r = rows.agg(*[agg(F.when(~_missing(c, types[c]), F.col(c))).alias(c)
-                       for c in cols]).first()
+        observed = _observed(rows, cols, numeric=False)
+        r = rows.agg(*[agg(observed[c]).alias(c) for c in cols]).first()
         values = {c: r[c] if spec.method == "mode" else _value(r[c]) for c in cols}
     _refuse_unobserved(values, spec.method, where)
     return values

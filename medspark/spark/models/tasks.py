@@ -24,6 +24,7 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql.types import StructType
 
+from medspark.lake import read_parquet_in_order
 from medspark.models.folder import Folder
 from medspark.spark.models.base import FOLD, StagedRows
 
@@ -142,15 +143,11 @@ def stage_rows(frame: DataFrame, folder: Folder, key: str, columns: list[str],
 
 def read_staged(spark: Any, staged: StagedRows) -> DataFrame:
     """The staged rows as a Spark frame whose partitions hold the same rows in the same order
-    on every run: the files are given by name (a run's files share one random id, so their
-    names sort by part number). Read as a folder, Spark packs splits of equal length (every
-    full split of files over `spark.sql.files.maxPartitionBytes`) in the folder's listing
-    order, which changes with the random id, and with it what each partition holds: MLlib
-    seeds its bootstrap per partition, so a 2M-row forest changed from run to run."""
+    on every run (`lake.read_parquet_in_order`)."""
     uri = staged.folder.spark_uri()
     if not staged.files:
         return spark.read.parquet(uri)
-    return spark.read.parquet(*[f"{uri}/{name}" for name in sorted(staged.files)])
+    return read_parquet_in_order(spark, [f"{uri}/{name}" for name in staged.files])
 
 
 _SPLITS = {"train": [(FOLD, ">=", 0)], "test": [(FOLD, "==", -1)], "all": None}
