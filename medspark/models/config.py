@@ -128,6 +128,11 @@ class TrainSettings(_Strict):
     impute_sample_rows: int = Field(100_000, ge=100, description="rows the plan's medians "
                                     "and `model` rules are fitted on beyond a task (drawn by "
                                     "key hash: the same rows on every run)")
+    prepare: Literal["auto", "spark"] = Field(
+        "auto", description="auto: a --table (no partition folders, aggregate none) that fits "
+        "a task (sklearn_max_rows, task_memory_mb) is read, split and staged by one Spark task "
+        "with pyarrow: the same rows, folds and model id as Spark SQL, without its start-up "
+        "cost; spark: always Spark SQL")
     per_group: str | None = Field(None, description="a column: one model per value (e.g. a "
                                   "site), each fitted on that value's rows in one task")
     per_group_max: int = Field(1000, ge=1, description="most values `per_group` may have")
@@ -154,7 +159,7 @@ class TrainSettings(_Strict):
     def hashed(self) -> dict[str, Any]:
         """The settings that decide the model (what its id hashes): run-only limits left out."""
         return self.model_dump(mode="json", exclude={"sklearn_max_rows", "task_memory_mb",
-                                                     "per_group_max"})
+                                                     "per_group_max", "prepare"})
 
     def candidates(self) -> list[Candidate]:
         return self.selection.candidates or [

@@ -36,6 +36,14 @@ from medspark.lake import Lake, read_parquet_in_order, table_of
 from medspark.models.algorithms import get_algorithm, is_estimator_path
 from medspark.models.config import TrainSettings
 from medspark.models.folder import Folder
+from medspark.models.hash_split import (
+    MAX_CLASSES,
+    SplitError,
+    SplitSpec,
+    class_order,
+    split_counts,
+    too_many_classes,
+)
 from medspark.spark.models.base import (
     FOLD,
     GROUP,
@@ -55,7 +63,6 @@ __all__ = ["aggregate_series", "data_fingerprint", "encode_label", "preflight",
 log = logging.getLogger(__name__)
 NUMERIC = (T.DoubleType, T.FloatType, T.IntegerType, T.LongType, T.ShortType, T.DecimalType,
            T.ByteType)
-MAX_CLASSES = 1000
 ERROR_COL = "feature_error"
 LAKE_RESERVED = ("slice_position", "plane_index")
 
@@ -65,7 +72,7 @@ LAKE_RESERVED = ("slice_position", "plane_index")
 class TrainData:
     """The modelling frame: key, group, encoded label, features (+ columns the imputer needs)."""
 
-    frame: DataFrame
+    frame: DataFrame | None  # None: one task read, split and staged the table
     key: str
     group: str
     label: str | None
@@ -234,8 +241,14 @@ def choose_features(df: DataFrame, patterns: list[str], reserved: list[str], lak
     """Feature columns: the numeric columns `patterns` (names/globs) match, else every feature
     (lake: the radiomics columns; a table: every numeric column not `reserved`). Errors name
     `setting`."""
-    numeric = [f.name for f in df.schema.fields
-               if isinstance(f.dataType, NUMERIC) and f.name not in reserved]
+    numeric = [f.name for f in df.schema.fields if isinstance(f.dataType, NUMERIC)]
+    return pick_features(numeric, patterns, reserved, lake_mode, setting)
+
+
+def pick_features(numeric: list[str], patterns: list[str], reserved: list[str], lake_mode: bool,
+                  setting: str = "train.features") -> list[str]:
+    """`choose_features` given the numeric column names (from Spark's or Arrow's schema)."""
+    numeric = [c for c in numeric if c not in reserved]
     if patterns:
         out = [c for c in numeric if any(fnmatch.fnmatchcase(c, p) for p in patterns)]
         absent = [p for p in patterns if not any(fnmatch.fnmatchcase(c, p) for c in out)]
@@ -309,8 +322,7 @@ def _count_and_encode(spark: SparkSession, df: DataFrame, label: str | None, err
         rows = (df.groupBy(F.col(label).alias("_l"), errors.alias("_e"))
                 .agg(F.count(F.lit(1)).alias("count")).limit(MAX_CLASSES + 2).collect())
         if len(rows) > MAX_CLASSES:
-            raise ConfigError(f"label {label!r} has more than {MAX_CLASSES} values: set "
-                              "train.task=regression, or the right train.label")
+            raise ConfigError(str(too_many_classes(label)))
         counts.setdefault("feature_error_rows", sum(r["count"] for r in rows if r["_e"]))
         ok = [r for r in rows if not r["_e"]]
         counts["rows_read"] = sum(r["count"] for r in ok)
@@ -332,13 +344,10 @@ def _count_and_encode(spark: SparkSession, df: DataFrame, label: str | None, err
 def _encode(spark: SparkSession, df: DataFrame, label: str, values: list[Any],
             cfg: TrainSettings) -> tuple[DataFrame, list[Any]]:
     """`_ms_label` = the class index (classes sorted; `positive_label` last)."""
-    if cfg.positive_label is not None:
-        pos = [v for v in values if str(v) == str(cfg.positive_label)]
-        if not pos:
-            raise ConfigError(f"positive_label {cfg.positive_label!r} not among {values}")
-        values = [v for v in values if v != pos[0]] + pos
-    if len(values) < 2 and cfg.task == "classification":
-        raise ConfigError(f"label {label!r} has {len(values)} class(es): {values}")
+    try:
+        values = class_order(values, label, cfg.task, cfg.positive_label)
+    except SplitError as e:
+        raise ConfigError(str(e)) from None
     index = spark.createDataFrame(
         [(v, float(i)) for i, v in enumerate(values)],
         T.StructType([T.StructField(label, df.schema[label].dataType),
@@ -419,6 +428,46 @@ def check_algorithms(cfg: TrainSettings, n_classes: int) -> None:
         raise ConfigError(f"metric {cfg.metric()} needs a binary label ({n_classes} classes)")
 
 
+# ------------------------------------------------------------------------ small tables
+def plan_in_task(pre: Preflight, table: str | None, lake_root: str | None = None) -> Any:
+    """The `split_task.TaskSplit` of a `--table` one task reads, splits and stages faster than
+    Spark SQL (`train.prepare: auto`), or None (logged: why not). A table on a remote store
+    qualifies when the lake is on the same one: tasks already reach the lake with pyarrow
+    (its staged rows), while only Spark's Hadoop configuration may reach another store."""
+    from medspark.spark.models.selection import BYTES_PER_VALUE
+    from medspark.spark.models.split_task import numeric_columns, plan_task_split
+    from medspark.uris import is_local, uri_scheme
+
+    cfg = pre.cfg
+    if cfg.prepare != "auto" or not table or pre.aggregate != "none" or cfg.per_group:
+        return None
+    if not is_local(table) and uri_scheme(table) != uri_scheme(lake_root or ""):
+        log.info("train: the table is read by Spark SQL (another store than the lake's)")
+        return None
+    import pyarrow.dataset as ds
+
+    folder = Folder.at(table)
+    schema = ds.dataset(folder.path, filesystem=folder.fs, format="parquet").schema
+    numeric = numeric_columns(schema)
+    if numeric is None:
+        log.info("train: the table is read by Spark SQL (a decimal or uint64 column)")
+        return None
+    label = cfg.label if cfg.task != "clustering" else None
+    extra = [c for c in dict.fromkeys(plan_columns(cfg.missing_plan([], [])))
+             if c not in (pre.key, cfg.group_col, label)]
+    reserved = [cfg.id_col, cfg.group_col, pre.key, *([label] if label else []), *extra]
+    spec = SplitSpec(pre.key, cfg.group_col, label, cfg.task,
+                     pick_features(numeric, cfg.features, reserved, lake_mode=False), extra,
+                     cfg.test_size, cfg.selection.folds, cfg.seed, cfg.positive_label,
+                     ERROR_COL if ERROR_COL in schema.names else None)
+    plan = plan_task_split(table, spec, cfg.sklearn_max_rows, cfg.task_memory_mb,
+                           BYTES_PER_VALUE)
+    if isinstance(plan, str):
+        log.info("train: the table is read by Spark SQL: %s", plan)
+        return None
+    return plan
+
+
 # -------------------------------------------------------------------------------------- job
 def run_train(spark: SparkSession, settings: Settings, lake_root: str | None = None,
               table: str | None = None, label: str | None = None, task: str | None = None,
@@ -441,6 +490,9 @@ def run_train(spark: SparkSession, settings: Settings, lake_root: str | None = N
         # while the JVM reads and counts the rows, assigns the folds and stages the rows
         warming = warm_workers(spark, task_modules(pre.cfg))
         try:
+            in_task = plan_in_task(pre, table, lake_root)
+            if in_task is not None:
+                return Job(spark, settings, lake, run, pre.cfg, None, clock).run(in_task)
             data = prepare(spark, pre, None if table else lake, table, as_of)
             clock.lap("prepare")
             if pre.cfg.per_group:
@@ -465,34 +517,79 @@ class Job:
         self.clock = clock  # a Stopwatch started before prepare (its first lap)
         self.lap = self.clock.lap
 
-    def run(self) -> dict:
+    def run(self, in_task: Any = None) -> dict:
+        """Split, stage, select, refit, evaluate, write; `in_task`: a `TaskSplit` (no
+        `prepare` ran: one task reads, splits and stages the table)."""
+        stage = Folder.at(self.lake.staging_path(self.run_.run_id, "rows"))
+        folds = groups = None
+        try:
+            if in_task is not None:
+                folds, groups, split, fingerprint = self._split_in_task(in_task, stage)
+            else:
+                folds, groups, split, fingerprint = self._split_in_spark(stage)
+            self.framed = folds.framed
+            self.lap("split_and_stage")
+            return self._select_and_fit(folds, groups, split, fingerprint, self._classes())
+        finally:
+            if groups is not None:
+                groups.unpersist()
+            if self.data is not None and self.data.aggregate != "none":
+                self.data.frame.unpersist()
+            if folds is not None and folds.stage_folder is not None:
+                folds.stage_folder.remove()
+            else:
+                stage.remove()
+
+    def _classes(self) -> int:
+        return len(self.data.labels or []) if self.cfg.task == "classification" else 0
+
+    def _columns(self) -> list[str]:
+        data = self.data
+        return [data.key, GROUP, *([LABEL] if data.label else []), *data.extra, *data.features]
+
+    def _split_in_spark(self, stage: Folder) -> tuple[Any, DataFrame, dict[str, Any],
+                                                      dict[str, int]]:
         from medspark.spark.models.folds import FoldSet, assign_folds
 
         cfg, data = self.cfg, self.data
-        n_classes = len(data.labels or []) if cfg.task == "classification" else 0
-        check_algorithms(cfg, n_classes)
+        check_algorithms(cfg, self._classes())
         framed, groups, split = assign_folds(
             data.frame, group=data.group, key=data.key,
             stratify=cfg.task == "classification", test_size=cfg.test_size,
             k=cfg.selection.folds, seed=cfg.seed, labels=data.labels)
-        folds = None
+        folds = FoldSet(framed, cfg.selection.folds, data.key, data.features, self._columns(),
+                        {}, stage, observe=fingerprint_aggregates(data.hashed))
         try:
-            columns = [data.key, GROUP, *([LABEL] if data.label else []), *data.extra,
-                       *data.features]
-            folds = FoldSet(framed, cfg.selection.folds, data.key, data.features, columns, {},
-                            Folder.at(self.lake.staging_path(self.run_.run_id, "rows")),
-                            observe=fingerprint_aggregates(data.hashed))
             folds.stage()  # the one pass over every row: the fingerprint comes with it
-            self.framed = folds.framed
-            self.lap("split_and_stage")
-            return self._select_and_fit(folds, groups, split, fingerprint_of([folds.observed]),
-                                        n_classes)
-        finally:
+        except BaseException:
             groups.unpersist()
-            if data.aggregate != "none":
-                data.frame.unpersist()
-            if folds is not None and folds.stage_folder is not None:
-                folds.stage_folder.remove()
+            raise
+        split["prepared_by"] = "Spark SQL"
+        return folds, groups, split, fingerprint_of([folds.observed])
+
+    def _split_in_task(self, plan: Any, stage: Folder) -> tuple[Any, DataFrame,
+                                                                 dict[str, Any], dict[str, int]]:
+        from medspark.spark.models.folds import FoldSet
+        from medspark.spark.models.split_task import split_in_task
+        from medspark.spark.models.tasks import read_staged
+
+        cfg, spec = self.cfg, plan.spec
+        done = split_in_task(self.spark, plan, stage)
+        self.data = TrainData(None, spec.key, spec.group, spec.label, spec.features, spec.extra,
+                              "none", done.labels, {"table": plan.where}, dict(done.counts), [])
+        self.lap("prepare")
+        check_algorithms(cfg, self._classes())
+        try:
+            split = split_counts(done.cells, cfg.selection.folds, spec.group,
+                                 cfg.task == "classification", done.labels)
+        except SplitError as e:
+            raise ConfigError(str(e)) from None
+        split["prepared_by"] = "one Spark task (pyarrow): the table fits a task"
+        folds = FoldSet(read_staged(self.spark, done.staged), cfg.selection.folds, spec.key,
+                        spec.features, self._columns(), {}, stage, staged=done.staged,
+                        observed=done.fingerprint)
+        groups = self.spark.read.parquet(done.groups_file)
+        return folds, groups, split, done.fingerprint
 
     def _select_and_fit(self, folds: Any, groups: DataFrame, split: dict[str, Any],
                         fingerprint: dict[str, Any], n_classes: int) -> dict:

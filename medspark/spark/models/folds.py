@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 
 from medspark.config import ConfigError
 from medspark.models.folder import Folder
+from medspark.models.hash_split import SplitError, split_counts
 from medspark.models.missing import FittedImputer, MissingValuePlan, model_features
 from medspark.spark.models.base import FOLD, GROUP, LABEL, OWN_GROUP, Rows, StagedRows
 from medspark.spark.models.impute import accepted, fit_in_tasks, impute
@@ -60,36 +61,17 @@ def assign_folds(frame: DataFrame, *, group: str, key: str, stratify: bool, test
     cells = table.groupBy(STRATUM, FOLD).agg(  # one small aggregate serves every count
         F.count(F.lit(1)).alias("g"), F.sum(ROWS).alias("n"),
         F.count(F.when(F.col(GROUP).startswith(OWN_GROUP), 1)).alias("own")).collect()
-    strata: dict[Any, int] = {}
-    counts: dict[int, tuple[int, int]] = {}
-    for r in cells:
-        strata[r[STRATUM]] = strata.get(r[STRATUM], 0) + int(r["g"])
-        g, n = counts.get(int(r[FOLD]), (0, 0))
-        counts[int(r[FOLD])] = (g + int(r["g"]), n + int(r["n"]))
-    small = sorted(s for s, n in strata.items() if n < 2)
-    if small:
-        small = [labels[int(s)] for s in small] if labels else small
-        raise ConfigError(f"cannot split by {group!r}: class(es) {small} have "
-                          "fewer than 2 groups; more patients are needed, or set "
-                          "train.task / train.group_col")
-    train_groups = sum(g for f, (g, _) in counts.items() if f >= 0)
-    if train_groups < k or any(f not in counts for f in range(k)):
-        raise ConfigError(f"cannot split by {group!r}: {train_groups} training group(s) for "
-                          f"{k} folds (in every class); lower {folds_setting} or "
-                          "train.test_size, or add patients")
-    own = sum(int(r["own"]) for r in cells)
-    n_groups = sum(g for g, _ in counts.values())
+    try:
+        info = split_counts([{"stratum": r[STRATUM], "fold": r[FOLD], "g": r["g"], "n": r["n"],
+                              "own": r["own"]} for r in cells], k, group, stratify, labels,
+                            folds_setting)
+    except SplitError as e:
+        raise ConfigError(str(e)) from None
+    n_groups = info["test_groups"] + info["train_groups"]
     assigned = table.select(GROUP, FOLD)
     if n_groups <= broadcast_max:
         assigned = F.broadcast(assigned)
     framed = frame.join(assigned, GROUP)
-    info = {"test_groups": counts.get(-1, (0, 0))[0], "train_groups": train_groups,
-            "folds": k, "rows_by_fold": {str(f): counts.get(f, (0, 0))[1]
-                                         for f in range(-1, k)},
-            "groups_by_fold": {str(f): counts.get(f, (0, 0))[0] for f in range(-1, k)},
-            "stratified": stratify, "groups_without_id": own,
-            "null_groups": "a row whose group is null is its own group (own:<key>)",
-            "method": "seeded xxhash64 rank of the group id within its class"}
     return framed, table, info
 
 
