@@ -5,27 +5,26 @@ feature tables or inside `mapInPandas`. `medspark.models.plots` is imported on i
 loads matplotlib).
 """
 
-from medspark.models.metrics import (
-    bootstrap,
-    classification_metrics,
-    clustering_metrics,
-    regression_metrics,
-)
-from medspark.models.missing import (
-    FittedImputer,
-    ImputeReport,
-    ImputeResult,
-    MissingColumnError,
-    MissingValuePlan,
-)
-from medspark.models.splits import (
-    LeakageReport,
-    Split,
-    assert_no_leakage,
-    check_leakage,
-    grouped_stratified_kfold,
-    train_test_split_grouped,
-)
+import importlib
+from typing import Any
+
+# name -> submodule; imported on first use, so a task that needs one submodule (a Spark
+# worker's first task pays for every import) does not load scipy.stats and the rest
+_EXPORTS = {
+    **dict.fromkeys(["bootstrap", "classification_metrics", "clustering_metrics",
+                     "regression_metrics"], "metrics"),
+    **dict.fromkeys(["FittedImputer", "ImputeReport", "ImputeResult", "MissingColumnError",
+                     "MissingValuePlan"], "missing"),
+    **dict.fromkeys(["LeakageReport", "Split", "assert_no_leakage", "check_leakage",
+                     "grouped_stratified_kfold", "train_test_split_grouped"], "splits"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"medspark.models.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'medspark.models' has no attribute {name!r}")
+
 
 __all__ = [
     "FittedImputer",

@@ -25,7 +25,10 @@ import pyarrow.compute as pc
 
 from medspark.models.spark_hash import xxhash64, xxhash64_int_then
 
-LABEL, FOLD, GROUP, OWN_GROUP = "_ms_label", "_ms_fold", "_ms_group", "own:"
+LABEL = "_ms_label"          # the encoded label (class index or value)
+FOLD = "_ms_fold"            # -1: held-out test split; 0..k-1: CV fold
+GROUP = "_ms_group"          # the group id as a string; a row without one is its own group
+OWN_GROUP = "own:"           # prefix of the group given to a row whose group is null
 MAX_CLASSES = 1000
 
 

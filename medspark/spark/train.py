@@ -488,9 +488,10 @@ def run_train(spark: SparkSession, settings: Settings, lake_root: str | None = N
     lake = Lake(lake_root)
     with job_run(lake, "train") as run:
         # while the JVM reads and counts the rows, assigns the folds and stages the rows
-        warming = warm_workers(spark, task_modules(pre.cfg))
+        in_task = plan_in_task(pre, table, lake_root)
+        # a core left free for the task that splits the table, which then needs no wait
+        warming = warm_workers(spark, task_modules(pre.cfg), spare=in_task is not None)
         try:
-            in_task = plan_in_task(pre, table, lake_root)
             if in_task is not None:
                 return Job(spark, settings, lake, run, pre.cfg, None, clock).run(in_task)
             data = prepare(spark, pre, None if table else lake, table, as_of)

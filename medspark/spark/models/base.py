@@ -27,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+# the run's column names, defined with the split that the task path computes
+from medspark.models.hash_split import FOLD, GROUP, LABEL, OWN_GROUP  # noqa: F401
 from medspark.models.missing import REJECT_REASON, REJECT_STEP  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
@@ -36,10 +38,6 @@ if TYPE_CHECKING:
     from medspark.models.folder import Folder
     from medspark.models.missing import FittedImputer, ImputeReport, MissingValuePlan
 
-LABEL = "_ms_label"          # the encoded label (class index or value)
-FOLD = "_ms_fold"            # -1: held-out test split; 0..k-1: CV fold
-GROUP = "_ms_group"          # the group id as a string; a row without one is its own group
-OWN_GROUP = "own:"           # prefix of the group given to a row whose group is null
 PREDICTION, PROBABILITY, MODEL_X = "prediction", "probability", "_ms_x"
 
 

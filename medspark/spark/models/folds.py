@@ -8,7 +8,8 @@ seeded xxhash64 of its id, and by that rank goes to the test split (the first
 `(rank - n_test) mod k`. So every stratum is split in proportion, each group lies on exactly one
 side of every split (no leakage by construction), and the assignment depends only on the group
 ids, the labels and the seed: not on row order or partitioning. Only per-stratum and per-fold
-counts reach the driver.
+counts reach the driver. (`medspark.models.hash_split` is the same assignment on an Arrow
+table, for a table one task splits: `split_task.py`.)
 
 `FoldSet` holds the result (staged once as Parquet files, read by everything after) and the fold
 imputers, and gives each engine its rows: Spark DataFrames per fold (MLlib), or the staged files

@@ -24,11 +24,11 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from medspark.config import ConfigError
+# only light imports at the top: a Python worker's first task imports this module, and that
+# task is on the run's critical path (medspark.config alone loads scipy, scikit-image, ...)
 from medspark.models.folder import Folder
-from medspark.models.hash_split import SplitError, SplitSpec, split_table
+from medspark.models.hash_split import FOLD, GROUP, LABEL, SplitError, SplitSpec, split_table
 from medspark.models.spark_hash import is_hashable
-from medspark.spark.models.base import FOLD, GROUP, LABEL, StagedRows
 
 log = logging.getLogger(__name__)
 ROWS_FILE = "part-{:05d}.parquet"
@@ -54,7 +54,7 @@ class SplitResult:
     labels: list[Any] | None
     cells: list[dict[str, Any]]
     fingerprint: dict[str, int]
-    staged: StagedRows
+    staged: Any                    # StagedRows
     groups_file: str
 
 
@@ -117,6 +117,8 @@ def plan_task_split(table: str, spec: SplitSpec, max_rows: int, memory_mb: int,
 def split_in_task(spark: Any, plan: TaskSplit, stage: Folder) -> SplitResult:
     """Read, split and stage `plan`'s table in one Spark task (module doc); the staged rows
     are written as one file per core (Spark engines read them in parallel)."""
+    from medspark.config import ConfigError
+    from medspark.spark.models.base import StagedRows
     from medspark.spark.models.tasks import spark_tasks
 
     parts = max(1, int(spark.sparkContext.defaultParallelism))

@@ -88,15 +88,16 @@ class WarmUp:
         self.thread.join()
 
 
-def warm_workers(spark: Any, modules: Sequence[str]) -> WarmUp:
-    """Start one Python worker per core and import `modules` in it, as a background no-op job.
+def warm_workers(spark: Any, modules: Sequence[str], spare: bool = False) -> WarmUp:
+    """Start one Python worker per core (`spare`: but one, for a task the run starts right
+    away) and import `modules` in it, as a background no-op job.
 
     A run's first Python tasks otherwise pay ~2 s to start their workers and import pandas,
     pyarrow and scikit-learn; started while the driver plans and the JVM reads the source,
     that cost overlaps with work that leaves cores idle (Spark reuses the workers). A failure
     (or a cancel) only loses the head start (logged)."""
     sc = spark.sparkContext
-    n = max(1, int(sc.defaultParallelism))
+    n = max(1, int(sc.defaultParallelism) - (1 if spare else 0))
     names = list(dict.fromkeys(modules))
 
     def start(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
