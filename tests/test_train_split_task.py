@@ -5,6 +5,7 @@ path does not take."""
 
 from __future__ import annotations
 
+import json
 import random
 import string
 
@@ -155,7 +156,8 @@ def test_the_task_splits_as_spark_sql_does(spark, table, tmp_path, task):
                         done.labels) == split
     assert split["groups_without_id"] > 0
     spark_rows = staged_sorted(read_staged(spark, folds.staged))
-    task_rows = staged_sorted(read_staged(spark, done.staged))
+    assert done.schema is not None  # read with the schema the task wrote, nothing inferred
+    task_rows = staged_sorted(read_staged(spark, done.staged, done.schema))
     assert sorted(task_rows.columns) == sorted(spark_rows.columns)
     spark_rows = spark_rows[task_rows.columns]
     assert (task_rows.dtypes == spark_rows.dtypes).all()
@@ -174,6 +176,13 @@ def test_same_model_id_and_metrics_either_way(spark, table, tmp_path):
                            train=settings("classification", prepare=how))
             for how in ("auto", "spark")}
     auto, sql = runs["auto"], runs["spark"]
+    meta = {}
+    for how, run in runs.items():
+        with open(f"{run['outputs']['model']}/metadata.json") as fh:
+            meta[how] = json.load(fh)
+    # the task counts the classes on each side; Spark SQL aggregates the staged rows
+    assert meta["auto"]["snapshot"] == meta["spark"]["snapshot"]
+    assert set(meta["auto"]["snapshot"]["label_balance"]["test"]) == {"normal", "tumour"}
     assert auto["split"].pop("prepared_by").startswith("one Spark task")
     assert sql["split"].pop("prepared_by") == "Spark SQL"
     assert auto["model_id"] == sql["model_id"]
@@ -222,3 +231,18 @@ def test_tables_the_task_does_not_take(tmp_path, table):
     dec = rows.append_column("d", pa.array([1] * rows.num_rows, pa.decimal128(5, 1)))
     pq.write_table(dec, tmp_path / "decimal.parquet")
     assert plan(str(tmp_path / "decimal.parquet")) is None
+
+
+def test_staged_schema_for_spark():
+    import base64
+
+    from medspark.spark.models.split_task import _spark_schema
+
+    def encoded(schema):
+        return base64.b64encode(schema.serialize().to_pybytes()).decode()
+
+    known = _spark_schema(encoded(pa.schema([("k", pa.string()), (FOLD, pa.int32()),
+                                             ("f", pa.float64())])))
+    assert known.simpleString() == "struct<k:string,_ms_fold:int,f:double>"
+    # Spark reads a uint16 column as int, which Arrow's conversion does not know: inferred
+    assert _spark_schema(encoded(pa.schema([("k", pa.uint16())]))) is None

@@ -15,7 +15,7 @@ turns the per-stratum, per-fold counts of either path into the split summary and
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -69,7 +69,7 @@ class TableSplit:
     labels: list[Any] | None
     cells: list[dict[str, Any]]    # per stratum and fold: groups g, rows n, own-id groups own
     fingerprint: dict[str, int]
-    notes: list[str] = field(default_factory=list)
+    balance: dict[str, dict[str, int]] | None = None  # classification: `label_balance`
 
 
 def class_order(values: Sequence[Any], label: str, task: str, positive_label: Any) -> list[Any]:
@@ -167,7 +167,19 @@ def split_table(table: pa.Table, spec: SplitSpec) -> TableSplit:
     groups, folds_of_rows, cells = _assign(group_ids, rows[LABEL] if label else None, stratify,
                                            spec.test_size, spec.folds, spec.seed)
     rows = rows.append_column(FOLD, pa.array(folds_of_rows, pa.int32()))
-    return TableSplit(rows, groups, counts, labels, cells, fingerprint)
+    balance = label_balance(folds_of_rows, encoded.to_numpy(), labels) if labels else None
+    return TableSplit(rows, groups, counts, labels, cells, fingerprint, balance)
+
+
+def label_balance(folds: np.ndarray, classes: np.ndarray, labels: list[Any]
+                  ) -> dict[str, dict[str, int]]:
+    """Rows per class (by its value as text) on each side of the held-out split."""
+    out: dict[str, dict[str, int]] = {"train": {}, "test": {}}
+    for side, rows in (("train", folds >= 0), ("test", folds < 0)):
+        index, n = np.unique(classes[rows], return_counts=True)
+        out[side] = dict(sorted((str(labels[int(i)]), int(c)) for i, c in zip(index, n,
+                                                                               strict=True)))
+    return out
 
 
 def _group_ids(group: pa.ChunkedArray, key: pa.ChunkedArray) -> pa.Array:

@@ -516,6 +516,7 @@ class Job:
         self.spark, self.settings, self.lake, self.run_ = spark, settings, lake, run
         self.cfg, self.data = cfg, data
         self.clock = clock  # a Stopwatch started before prepare (its first lap)
+        self.balance: dict[str, dict[str, int]] | None = None  # counted by the split task
         self.lap = self.clock.lap
 
     def run(self, in_task: Any = None) -> dict:
@@ -578,6 +579,7 @@ class Job:
         done = split_in_task(self.spark, plan, stage)
         self.data = TrainData(None, spec.key, spec.group, spec.label, spec.features, spec.extra,
                               "none", done.labels, {"table": plan.where}, dict(done.counts), [])
+        self.balance = done.balance
         self.lap("prepare")
         check_algorithms(cfg, self._classes())
         try:
@@ -586,10 +588,10 @@ class Job:
         except SplitError as e:
             raise ConfigError(str(e)) from None
         split["prepared_by"] = "one Spark task (pyarrow): the table fits a task"
-        folds = FoldSet(read_staged(self.spark, done.staged), cfg.selection.folds, spec.key,
-                        spec.features, self._columns(), {}, stage, staged=done.staged,
-                        observed=done.fingerprint)
-        groups = self.spark.read.parquet(done.groups_file)
+        folds = FoldSet(read_staged(self.spark, done.staged, done.schema), cfg.selection.folds,
+                        spec.key, spec.features, self._columns(), {}, stage,
+                        staged=done.staged, observed=done.fingerprint)
+        groups = self.spark.read.schema(f"{GROUP} string, {FOLD} int").parquet(done.groups_file)
         return folds, groups, split, done.fingerprint
 
     def _select_and_fit(self, folds: Any, groups: DataFrame, split: dict[str, Any],
@@ -712,10 +714,13 @@ class Job:
             plots=meta.get("plots"))
 
     def _balance(self) -> dict[str, dict[str, int]] | None:
-        """Rows per class on each side of the held-out split (an aggregate)."""
+        """Rows per class on each side of the held-out split (an aggregate, unless the task
+        that split the table counted them)."""
         labels = self.data.labels
         if labels is None:
             return None
+        if self.balance is not None:
+            return self.balance
         out: dict[str, dict[str, int]] = {"train": {}, "test": {}}
         side = F.when(F.col(FOLD) >= 0, "train").otherwise("test")
         for r in self.framed.groupBy(side.alias("s"), LABEL).count().collect():

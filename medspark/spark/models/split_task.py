@@ -56,6 +56,8 @@ class SplitResult:
     fingerprint: dict[str, int]
     staged: Any                    # StagedRows
     groups_file: str
+    balance: dict[str, dict[str, int]] | None
+    schema: Any = None             # the staged rows' Spark schema (None: read it from files)
 
 
 def _integer(kind: pa.DataType) -> bool:
@@ -136,11 +138,29 @@ def split_in_task(spark: Any, plan: TaskSplit, stage: Folder) -> SplitResult:
     staged = StagedRows(stage, doc["files"], spec.key, list(dict.fromkeys([spec.key, FOLD,
                                                                            *columns])))
     return SplitResult(doc["counts"], doc["labels"], doc["cells"], doc["fingerprint"], staged,
-                       f"{stage.spark_uri()}/{GROUPS_FILE}")
+                       f"{stage.spark_uri()}/{GROUPS_FILE}", doc["balance"],
+                       _spark_schema(doc["schema"]))
+
+
+def _spark_schema(encoded: str) -> Any:
+    """The staged files' Spark schema from their Arrow schema (the task's), so reading them
+    infers nothing; None where Arrow's type has no Spark twin here (unsigned integers)."""
+    import base64
+
+    from pyspark.errors import PySparkTypeError
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(encoded)))
+    try:
+        return from_arrow_schema(schema)
+    except (PySparkTypeError, TypeError):
+        return None
 
 
 def _split_and_write(plan: TaskSplit, stage: Folder, parts: int) -> dict[str, Any]:
     """In the task: read the table, split it, write the staged rows and the group table."""
+    import base64
+
     import pyarrow.parquet as pq
 
     spec = plan.spec
@@ -165,4 +185,6 @@ def _split_and_write(plan: TaskSplit, stage: Folder, parts: int) -> dict[str, An
         files.append(name)
     pq.write_table(result.groups, f"{stage.path}/{GROUPS_FILE}", filesystem=stage.fs)
     return {"counts": result.counts, "labels": result.labels, "cells": result.cells,
-            "fingerprint": result.fingerprint, "files": files}
+            "fingerprint": result.fingerprint, "files": files, "balance": result.balance,
+            "schema": base64.b64encode(result.rows.schema.remove_metadata().serialize()
+                                       .to_pybytes()).decode()}

@@ -142,13 +142,15 @@ def stage_rows(frame: DataFrame, folder: Folder, key: str, columns: list[str],
             observation.get if observation is not None else {})
 
 
-def read_staged(spark: Any, staged: StagedRows) -> DataFrame:
+def read_staged(spark: Any, staged: StagedRows, schema: StructType | None = None) -> DataFrame:
     """The staged rows as a Spark frame whose partitions hold the same rows in the same order
-    on every run (`lake.read_parquet_in_order`)."""
+    on every run (`lake.read_parquet_in_order`); `schema`: theirs, when known (no footer
+    read to infer it)."""
     uri = staged.folder.spark_uri()
     if not staged.files:
         return spark.read.parquet(uri)
-    return read_parquet_in_order(spark, [f"{uri}/{name}" for name in staged.files])
+    return read_parquet_in_order(spark, [f"{uri}/{name}" for name in staged.files],
+                                 schema=schema)
 
 
 _SPLITS = {"train": [(FOLD, ">=", 0)], "test": [(FOLD, "==", -1)], "all": None}
