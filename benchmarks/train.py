@@ -7,7 +7,8 @@ writer's memory does not grow with N), then:
 1. medspark: `run_train` on a local[2] session (`spark.driver.memory=2g`) with one
    RandomForestClassifier candidate and a maxDepth grid, `engine: auto` (the candidate runs as
    its scikit-learn counterpart in Spark tasks while the training split fits a task, as MLlib
-   beyond), K-fold CV grouped by patient, refit, held-out metrics with bootstrap CIs and plots.
+   beyond; such a table is also read, split and staged by one task, `train.prepare: auto`),
+   K-fold CV grouped by patient, refit, held-out metrics with bootstrap CIs and plots.
    The JVM start is timed apart. While it runs, the driver's resident memory (the Python
    process and the JVM) is sampled from /proc every 0.2 s: its growth during the run must not
    grow with N (nothing row-sized is collected). Then (unless --once or --skip-sklearn) the

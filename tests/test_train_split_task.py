@@ -246,3 +246,23 @@ def test_staged_schema_for_spark():
     assert known.simpleString() == "struct<k:string,_ms_fold:int,f:double>"
     # Spark reads a uint16 column as int, which Arrow's conversion does not know: inferred
     assert _spark_schema(encoded(pa.schema([("k", pa.uint16())]))) is None
+
+
+def test_a_table_the_task_cannot_split_goes_to_spark_sql(spark, table, tmp_path):
+    """A row with neither key nor group: the footers cannot show it, the task declines (its
+    own-group id would be null) and the same run reads the table with Spark SQL."""
+    rows = pq.read_table(table)
+    for name in ("row_id", "patient_id"):
+        column = rows[name].to_pylist()
+        column[1] = None  # (row 0 has a feature error: dropped before the split)
+        rows = rows.set_column(rows.schema.get_field_index(name), name,
+                               pa.array(column, rows.schema.field(name).type))
+    path = str(tmp_path / "no_key.parquet")
+    pq.write_table(rows, path)
+    assert plan_in_task(preflight(Settings(), str(tmp_path), path,
+                                  train=settings("classification")), path) is not None
+    run = run_train(spark, Settings(), str(tmp_path / "lake"), table=path,
+                    train=settings("classification"))
+    assert run["split"]["prepared_by"] == "Spark SQL"
+    assert run["counts"]["rows_read"] == rows.num_rows - int(
+        pa.compute.sum(rows["feature_error"].is_valid()).as_py())

@@ -493,7 +493,13 @@ def run_train(spark: SparkSession, settings: Settings, lake_root: str | None = N
         warming = warm_workers(spark, task_modules(pre.cfg), spare=in_task is not None)
         try:
             if in_task is not None:
-                return Job(spark, settings, lake, run, pre.cfg, None, clock).run(in_task)
+                from medspark.spark.models.split_task import SplitDeclined
+
+                try:
+                    return Job(spark, settings, lake, run, pre.cfg, None, clock).run(in_task)
+                except SplitDeclined as e:
+                    log.warning("train: the task did not split the table (%s): Spark SQL "
+                                "reads it", e)
             data = prepare(spark, pre, None if table else lake, table, as_of)
             clock.lap("prepare")
             if pre.cfg.per_group:

@@ -11,7 +11,8 @@ the Spark path (`train.prepare: spark` forces it; tests compare both).
 
 `plan_task_split` decides on the driver from the files' footers (no rows read) and says why not;
 `split_in_task` runs it and gives the driver only counts, classes and the fingerprint; the rows
-stay in the staged files every later step reads.
+stay in the staged files every later step reads. What the task finds it cannot follow (files
+whose schemas differ, a null key) raises `SplitDeclined`, and the run uses Spark SQL.
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ from medspark.models.spark_hash import is_hashable
 log = logging.getLogger(__name__)
 ROWS_FILE = "part-{:05d}.parquet"
 GROUPS_FILE = "groups.parquet"  # not "_...": Spark skips such files even when named
+
+
+class SplitDeclined(Exception):
+    """The task could not read or split the table as Spark SQL would (its message says
+    why): the run goes through Spark SQL instead."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +139,8 @@ def split_in_task(spark: Any, plan: TaskSplit, stage: Folder) -> SplitResult:
     doc = json.loads(rows[0]["result"])
     if "error" in doc:
         raise ConfigError(doc["error"])
+    if "declined" in doc:
+        raise SplitDeclined(doc["declined"])
     spec = plan.spec
     columns = [spec.key, GROUP, *([LABEL] if spec.label else []), *spec.extra, *spec.features]
     staged = StagedRows(stage, doc["files"], spec.key, list(dict.fromkeys([spec.key, FOLD,
@@ -166,14 +174,17 @@ def _split_and_write(plan: TaskSplit, stage: Folder, parts: int) -> dict[str, An
     spec = plan.spec
     columns = list(dict.fromkeys([*spec.id_columns, *spec.features,
                                   *([spec.error_col] if spec.error_col else [])]))
-    table = pa.concat_tables(pq.read_table(f, columns=columns, filesystem=plan.table.fs)
-                             for f in plan.files) if plan.files else None
-    if table is None:
-        return {"error": f"table {plan.table} has no rows"}
+    if not plan.files:
+        return {"error": f"table {plan.where} has no files"}
     try:
+        table = pa.concat_tables(pq.read_table(f, columns=columns, filesystem=plan.table.fs)
+                                 for f in plan.files)
         result = split_table(table, spec)
     except SplitError as e:
         return {"error": str(e)}
+    except Exception as e:  # noqa: BLE001 - what this path does not follow goes to Spark SQL
+        # (files whose schemas differ, a null key, a type the footers did not show)
+        return {"declined": f"{type(e).__name__}: {e}"}
     del table
     stage.fs.create_dir(stage.path, recursive=True)
     files = []
