@@ -447,7 +447,11 @@ def plan_in_task(pre: Preflight, table: str | None, lake_root: str | None = None
     import pyarrow.dataset as ds
 
     folder = Folder.at(table)
-    schema = ds.dataset(folder.path, filesystem=folder.fs, format="parquet").schema
+    try:
+        schema = ds.dataset(folder.path, filesystem=folder.fs, format="parquet").schema
+    except (OSError, ValueError) as e:  # pyarrow's errors; Spark may still read it
+        log.info("train: the table is read by Spark SQL (pyarrow: %s)", e)
+        return None
     numeric = numeric_columns(schema)
     if numeric is None:
         log.info("train: the table is read by Spark SQL (a decimal or uint64 column)")

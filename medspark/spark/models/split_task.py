@@ -94,7 +94,10 @@ def plan_task_split(table: str, spec: SplitSpec, max_rows: int, memory_mb: int,
     import pyarrow.dataset as ds
 
     folder = Folder.at(table)
-    dataset = ds.dataset(folder.path, filesystem=folder.fs, format="parquet")
+    try:
+        dataset = ds.dataset(folder.path, filesystem=folder.fs, format="parquet")
+    except (OSError, ValueError) as e:  # pyarrow.ArrowInvalid is a ValueError
+        return f"pyarrow cannot open it: {e}"
     files = sorted(dataset.files)
     base = folder.path.rstrip("/") + "/"
     if any("/" in f[len(base):] for f in files if f.startswith(base)):
@@ -114,7 +117,10 @@ def plan_task_split(table: str, spec: SplitSpec, max_rows: int, memory_mb: int,
             return f"label {spec.label!r} is {kind}"
         if spec.task == "regression" and not _numeric(kind):
             return f"label {spec.label!r} is {kind}"
-    rows = dataset.count_rows()
+    try:
+        rows = dataset.count_rows()
+    except (OSError, ValueError) as e:
+        return f"pyarrow cannot read its footers: {e}"
     values = rows * (len(need) + 4) * bytes_per_value
     if rows > max_rows or values > memory_mb * 2**20:
         return (f"{rows} rows are more than one task takes (train.sklearn_max_rows, "
