@@ -103,7 +103,8 @@ def source(path, n_patients: int = 300, seed: int = 0) -> str:
 
 
 TASKS = {
-    "classification": {"label": "target", "positive_label": "tumour"},
+    "classification": {"label": "target", "positive_label": "tumour", "selection": {
+        "candidates": [{"algorithm": "LogisticRegression", "params": {"maxIter": 20}}]}},
     "regression": {"task": "regression", "label": "value", "selection": {"candidates": [
         {"algorithm": "LinearRegression"}]}},
     "clustering": {"task": "clustering", "selection": {"candidates": [
@@ -112,9 +113,10 @@ TASKS = {
 
 
 def settings(task: str, **kw) -> TrainSettings:
-    return TrainSettings.model_validate({"id_col": "row_id", "group_col": "patient_id",
-                                         "test_size": 0.25, "n_boot": 10, "seed": 3,
-                                         "selection": {"folds": 3}, **TASKS[task], **kw})
+    doc = {"id_col": "row_id", "group_col": "patient_id", "test_size": 0.25, "n_boot": 10,
+           "seed": 3, **TASKS[task], **kw}
+    doc["selection"] = {"folds": 3, **doc.get("selection", {})}
+    return TrainSettings.model_validate(doc)
 
 
 @pytest.fixture(scope="module")
