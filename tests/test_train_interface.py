@@ -134,7 +134,7 @@ def test_engines_and_imputer_strategies(runs):
     assert "sklearn_max_rows=1000" in b["selection"][0]["note"]
     # (A)'s table fits a task: read, split and staged there; (B)'s does not: Spark SQL
     assert a["split"]["prepared_by"].startswith("one Spark task")
-    assert b["split"]["prepared_by"] == "Spark SQL"
+    assert "more than one task takes" in b["split"]["prepared_by"]
     # the same folds (group hash) and the same objective: MLlib and its counterpart agree
     assert a["split"]["rows_by_fold"] == b["split"]["rows_by_fold"]
     assert abs(a["best"]["cv_mean"] - b["best"]["cv_mean"]) < 0.01

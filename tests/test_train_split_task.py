@@ -143,7 +143,7 @@ def test_the_task_splits_as_spark_sql_does(spark, table, tmp_path, task):
     folds.stage()
     # one task
     plan = plan_in_task(pre, table)
-    assert plan is not None and plan.spec.features == data.features
+    assert not isinstance(plan, str) and plan.spec.features == data.features
     done = split_in_task(spark, plan, Folder.at(tmp_path / "task"))
 
     assert done.counts == data.counts
@@ -186,7 +186,7 @@ def test_same_model_id_and_metrics_either_way(spark, table, tmp_path):
     assert meta["auto"]["snapshot"] == meta["spark"]["snapshot"]
     assert set(meta["auto"]["snapshot"]["label_balance"]["test"]) == {"normal", "tumour"}
     assert auto["split"].pop("prepared_by").startswith("one Spark task")
-    assert sql["split"].pop("prepared_by") == "Spark SQL"
+    assert sql["split"].pop("prepared_by") == "Spark SQL (train.prepare: spark)"
     assert auto["model_id"] == sql["model_id"]
     assert auto["split"] == sql["split"] and auto["counts"] == sql["counts"]
     assert auto["test_metrics"] == sql["test_metrics"]
@@ -216,23 +216,24 @@ def test_tables_the_task_does_not_take(tmp_path, table):
         cfg = settings("classification", **kw)
         return plan_in_task(preflight(Settings(), str(tmp_path), path, train=cfg), path)
 
-    assert plan(table) is not None
-    assert plan(table, prepare="spark") is None
-    assert plan(table, sklearn_max_rows=100) is None
-    assert plan(table, task_memory_mb=16, sklearn_max_rows=10**9) is not None  # ~0.1 MiB
+    assert not isinstance(plan(table), str)
+    assert plan(table, prepare="spark") == "train.prepare: spark"
+    assert "more than one task takes" in plan(table, sklearn_max_rows=100)
+    assert not isinstance(plan(table, task_memory_mb=16, sklearn_max_rows=10**9), str)
     rows = pq.read_table(table)
     ds.write_dataset(rows.append_column("site", pa.array(["A", "B"] * (rows.num_rows // 2)
                                                           + ["A"] * (rows.num_rows % 2))),
                      tmp_path / "by_site", format="parquet", partitioning=["site"],
                      partitioning_flavor="hive")
-    assert plan(str(tmp_path / "by_site")) is None
+    assert plan(str(tmp_path / "by_site")) == "the table has partition folders"
     odd = rows.set_column(rows.schema.get_field_index("row_id"), "row_id",
                           pa.array(np.arange(rows.num_rows) + 0.5))
     pq.write_table(odd, tmp_path / "float_key.parquet")
-    assert plan(str(tmp_path / "float_key.parquet")) is None
+    assert "a group or key column must be text or integer" in plan(
+        str(tmp_path / "float_key.parquet"))
     dec = rows.append_column("d", pa.array([1] * rows.num_rows, pa.decimal128(5, 1)))
     pq.write_table(dec, tmp_path / "decimal.parquet")
-    assert plan(str(tmp_path / "decimal.parquet")) is None
+    assert plan(str(tmp_path / "decimal.parquet")) == "a decimal, uint64 or float16 column"
 
 
 def test_staged_schema_for_spark():
@@ -261,10 +262,10 @@ def test_a_table_the_task_cannot_split_goes_to_spark_sql(spark, table, tmp_path)
                                pa.array(column, rows.schema.field(name).type))
     path = str(tmp_path / "no_key.parquet")
     pq.write_table(rows, path)
-    assert plan_in_task(preflight(Settings(), str(tmp_path), path,
-                                  train=settings("classification")), path) is not None
+    assert not isinstance(plan_in_task(preflight(Settings(), str(tmp_path), path,
+                                                 train=settings("classification")), path), str)
     run = run_train(spark, Settings(), str(tmp_path / "lake"), table=path,
                     train=settings("classification"))
-    assert run["split"]["prepared_by"] == "Spark SQL"
+    assert run["split"]["prepared_by"].startswith("Spark SQL (the task declined the table: ")
     assert run["counts"]["rows_read"] == rows.num_rows - int(
         pa.compute.sum(rows["feature_error"].is_valid()).as_py())

@@ -431,31 +431,33 @@ def check_algorithms(cfg: TrainSettings, n_classes: int) -> None:
 # ------------------------------------------------------------------------ small tables
 def plan_in_task(pre: Preflight, table: str | None, lake_root: str | None = None) -> Any:
     """The `split_task.TaskSplit` of a `--table` one task reads, splits and stages faster than
-    Spark SQL (`train.prepare: auto`), or None (logged: why not). A table on a remote store
-    qualifies when the lake is on the same one: tasks already reach the lake with pyarrow
-    (its staged rows), while only Spark's Hadoop configuration may reach another store."""
+    Spark SQL (`train.prepare: auto`), or why Spark SQL prepares the rows instead (a string,
+    which the manifest's `split.prepared_by` repeats). A table on a remote store qualifies
+    when the lake is on the same one: tasks already reach the lake with pyarrow (its staged
+    rows), while only Spark's Hadoop configuration may reach another store."""
     from medspark.spark.models.selection import BYTES_PER_VALUE
     from medspark.spark.models.split_task import numeric_columns, plan_task_split
     from medspark.uris import is_local, uri_scheme
 
     cfg = pre.cfg
-    if cfg.prepare != "auto" or not table or pre.aggregate != "none" or cfg.per_group:
-        return None
-    if not is_local(table) and uri_scheme(table) != uri_scheme(lake_root or ""):
-        log.info("train: the table is read by Spark SQL (another store than the lake's)")
-        return None
+    why = ("train.prepare: spark" if cfg.prepare != "auto" else
+           "the lake's features, not a --table" if not table else
+           f"train.aggregate: {pre.aggregate}" if pre.aggregate != "none" else
+           "train.per_group" if cfg.per_group else
+           "the table is on another store than the lake"
+           if not is_local(table) and uri_scheme(table) != uri_scheme(lake_root or "") else None)
+    if why or not table:
+        return why
     import pyarrow.dataset as ds
 
     folder = Folder.at(table)
     try:
         schema = ds.dataset(folder.path, filesystem=folder.fs, format="parquet").schema
     except (OSError, ValueError) as e:  # pyarrow's errors; Spark may still read it
-        log.info("train: the table is read by Spark SQL (pyarrow: %s)", e)
-        return None
+        return f"pyarrow cannot open the table: {e}"
     numeric = numeric_columns(schema)
     if numeric is None:
-        log.info("train: the table is read by Spark SQL (a decimal or uint64 column)")
-        return None
+        return "a decimal, uint64 or float16 column"
     label = cfg.label if cfg.task != "clustering" else None
     extra = [c for c in dict.fromkeys(plan_columns(cfg.missing_plan([], [])))
              if c not in (pre.key, cfg.group_col, label)]
@@ -464,12 +466,8 @@ def plan_in_task(pre: Preflight, table: str | None, lake_root: str | None = None
                      pick_features(numeric, cfg.features, reserved, lake_mode=False), extra,
                      cfg.test_size, cfg.selection.folds, cfg.seed, cfg.positive_label,
                      ERROR_COL if ERROR_COL in schema.names else None)
-    plan = plan_task_split(table, spec, cfg.sklearn_max_rows, cfg.task_memory_mb,
+    return plan_task_split(table, spec, cfg.sklearn_max_rows, cfg.task_memory_mb,
                            BYTES_PER_VALUE)
-    if isinstance(plan, str):
-        log.info("train: the table is read by Spark SQL: %s", plan)
-        return None
-    return plan
 
 
 # -------------------------------------------------------------------------------------- job
@@ -493,24 +491,26 @@ def run_train(spark: SparkSession, settings: Settings, lake_root: str | None = N
     with job_run(lake, "train") as run:
         # while the JVM reads and counts the rows, assigns the folds and stages the rows
         in_task = plan_in_task(pre, table, lake_root)
+        why = in_task if isinstance(in_task, str) else None
         # a core left free for the task that splits the table, which then needs no wait
-        warming = warm_workers(spark, task_modules(pre.cfg), spare=in_task is not None)
+        warming = warm_workers(spark, task_modules(pre.cfg), spare=why is None)
         try:
-            if in_task is not None:
+            if why is None:
                 from medspark.spark.models.split_task import SplitDeclined
 
                 try:
                     return Job(spark, settings, lake, run, pre.cfg, None, clock).run(in_task)
                 except SplitDeclined as e:
-                    log.warning("train: the task did not split the table (%s): Spark SQL "
-                                "reads it", e)
+                    why = f"the task declined the table: {e}"
+                    log.warning("train: %s", why)
+            log.info("train: Spark SQL prepares the rows (%s)", why)
             data = prepare(spark, pre, None if table else lake, table, as_of)
             clock.lap("prepare")
             if pre.cfg.per_group:
                 from medspark.spark.models.per_group import train_per_group
 
                 return train_per_group(spark, settings, lake, run, pre.cfg, data)
-            return Job(spark, settings, lake, run, pre.cfg, data, clock).run()
+            return Job(spark, settings, lake, run, pre.cfg, data, clock, why).run()
         except BaseException:
             warming.cancel()
             raise
@@ -522,11 +522,13 @@ class Job:
     """One train run after `prepare`: split, select, refit, evaluate, write."""
 
     def __init__(self, spark: SparkSession, settings: Settings, lake: Lake, run: Any,
-                 cfg: TrainSettings, data: TrainData, clock: Any) -> None:
+                 cfg: TrainSettings, data: TrainData | None, clock: Any,
+                 why_spark_sql: str | None = None) -> None:
         self.spark, self.settings, self.lake, self.run_ = spark, settings, lake, run
         self.cfg, self.data = cfg, data
         self.clock = clock  # a Stopwatch started before prepare (its first lap)
         self.balance: dict[str, dict[str, int]] | None = None  # counted by the split task
+        self.why_spark_sql = why_spark_sql  # why no task split the table (the manifest says)
         self.lap = self.clock.lap
 
     def run(self, in_task: Any = None) -> dict:
@@ -576,7 +578,8 @@ class Job:
         except BaseException:
             groups.unpersist()
             raise
-        split["prepared_by"] = "Spark SQL"
+        split["prepared_by"] = "Spark SQL" + (f" ({self.why_spark_sql})"
+                                              if self.why_spark_sql else "")
         return folds, groups, split, fingerprint_of([folds.observed])
 
     def _split_in_task(self, plan: Any, stage: Folder) -> tuple[Any, DataFrame,
