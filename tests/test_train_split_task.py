@@ -144,7 +144,7 @@ def test_the_task_splits_as_spark_sql_does(spark, table, tmp_path, task):
     # one task
     plan = plan_in_task(pre, table)
     assert not isinstance(plan, str) and plan.spec.features == data.features
-    done = split_in_task(spark, plan, Folder.at(tmp_path / "task"))
+    done = split_in_task(spark, plan, Folder.at(tmp_path / "task"), columns)
 
     assert done.counts == data.counts
     assert done.counts["feature_error_rows"] > 0

@@ -276,18 +276,26 @@ def aggregate_series(df: DataFrame, how: str, series: str, group: str, label: st
     return df.groupBy(series).agg(*keep, *aggs).sortWithinPartitions(series)
 
 
+def _roles(pre: Preflight, lake_mode: bool) -> tuple[str | None, list[str], list[str]]:
+    """(the label column or None, the extra columns the imputer or `per_group` needs, the
+    columns that are never features)."""
+    cfg = pre.cfg
+    label = cfg.label if cfg.task != "clustering" else None
+    extra = [c for c in dict.fromkeys([*plan_columns(cfg.missing_plan([], [])),
+                                       *([cfg.per_group] if cfg.per_group else [])])
+             if c not in (pre.key, cfg.group_col, label)]
+    reserved = [cfg.id_col, cfg.group_col, pre.key, *([label] if label else []), *extra,
+                *(LAKE_RESERVED if lake_mode else ())]
+    return label, extra, reserved
+
+
 def prepare(spark: SparkSession, pre: Preflight, lake: Lake | None, table: str | None,
             as_of: int | str | None = None) -> TrainData:
     """Read and select (or aggregate) the rows, count them and encode the label as
     `_ms_label`, in one pass for the counts and labels."""
     cfg = pre.cfg
     raw, source = read_source(spark, lake, table, cfg, as_of)
-    label = cfg.label if cfg.task != "clustering" else None
-    extra = [c for c in dict.fromkeys([*plan_columns(cfg.missing_plan([], [])),
-                                       *([cfg.per_group] if cfg.per_group else [])])
-             if c not in (pre.key, cfg.group_col, label)]
-    reserved = [cfg.id_col, cfg.group_col, pre.key, *([label] if label else []), *extra,
-                *(LAKE_RESERVED if lake else ())]
+    label, extra, reserved = _roles(pre, lake_mode=lake is not None)
     feats = choose_features(raw, cfg.features, reserved, lake_mode=table is None)
     counts: dict[str, int] = {}
     errors = F.col(ERROR_COL).isNotNull() if ERROR_COL in raw.columns else F.lit(False)
@@ -393,6 +401,12 @@ def data_fingerprint(df: DataFrame) -> dict[str, Any]:
     return fingerprint_of([df.agg(*fingerprint_aggregates(df.columns)).first()])
 
 
+def run_columns(key: str, label: str | None, extra: list[str], features: list[str]
+                ) -> list[str]:
+    """The columns selection and evaluation read from the staged rows (with `_ms_fold`)."""
+    return [key, GROUP, *([LABEL] if label else []), *extra, *features]
+
+
 def quote(column: str) -> str:
     """`column` as a Spark SQL identifier."""
     return "`" + column.replace("`", "``") + "`"
@@ -452,22 +466,20 @@ def plan_in_task(pre: Preflight, table: str | None, lake_root: str | None = None
 
     folder = Folder.at(table)
     try:
-        schema = ds.dataset(folder.path, filesystem=folder.fs, format="parquet").schema
+        dataset = ds.dataset(folder.path, filesystem=folder.fs, format="parquet")
     except (OSError, ValueError) as e:  # pyarrow's errors; Spark may still read it
         return f"pyarrow cannot open the table: {e}"
+    schema = dataset.schema
     numeric = numeric_columns(schema)
     if numeric is None:
         return "a decimal, uint64 or float16 column"
-    label = cfg.label if cfg.task != "clustering" else None
-    extra = [c for c in dict.fromkeys(plan_columns(cfg.missing_plan([], [])))
-             if c not in (pre.key, cfg.group_col, label)]
-    reserved = [cfg.id_col, cfg.group_col, pre.key, *([label] if label else []), *extra]
+    label, extra, reserved = _roles(pre, lake_mode=False)
     spec = SplitSpec(pre.key, cfg.group_col, label, cfg.task,
                      pick_features(numeric, cfg.features, reserved, lake_mode=False), extra,
                      cfg.test_size, cfg.selection.folds, cfg.seed, cfg.positive_label,
                      ERROR_COL if ERROR_COL in schema.names else None)
-    return plan_task_split(table, spec, cfg.sklearn_max_rows, cfg.task_memory_mb,
-                           BYTES_PER_VALUE)
+    return plan_task_split(table, folder, dataset, spec, cfg.sklearn_max_rows,
+                           cfg.task_memory_mb, BYTES_PER_VALUE)
 
 
 # -------------------------------------------------------------------------------------- job
@@ -559,7 +571,7 @@ class Job:
 
     def _columns(self) -> list[str]:
         data = self.data
-        return [data.key, GROUP, *([LABEL] if data.label else []), *data.extra, *data.features]
+        return run_columns(data.key, data.label, data.extra, data.features)
 
     def _split_in_spark(self, stage: Folder) -> tuple[Any, DataFrame, dict[str, Any],
                                                       dict[str, int]]:
@@ -589,7 +601,8 @@ class Job:
         from medspark.spark.models.tasks import read_staged
 
         cfg, spec = self.cfg, plan.spec
-        done = split_in_task(self.spark, plan, stage)
+        done = split_in_task(self.spark, plan, stage,
+                             run_columns(spec.key, spec.label, spec.extra, spec.features))
         self.data = TrainData(None, spec.key, spec.group, spec.label, spec.features, spec.extra,
                               "none", done.labels, {"table": plan.where}, dict(done.counts), [])
         self.balance = done.balance

@@ -90,6 +90,11 @@ class StagedRows:
     key: str
     columns: list[str]
 
+    @classmethod
+    def of(cls, folder: Folder, files: list[str], key: str, columns: list[str]) -> StagedRows:
+        """Staged rows whose tasks read `key`, `_ms_fold` and `columns`."""
+        return cls(folder, files, key, list(dict.fromkeys([key, FOLD, *columns])))
+
 
 @dataclass(frozen=True)
 class HeldOut:

@@ -28,7 +28,7 @@ import pyarrow as pa
 # only light imports at the top: a Python worker's first task imports this module, and that
 # task is on the run's critical path (medspark.config alone loads scipy, scikit-image, ...)
 from medspark.models.folder import Folder
-from medspark.models.hash_split import FOLD, GROUP, LABEL, SplitError, SplitSpec, split_table
+from medspark.models.hash_split import SplitError, SplitSpec, split_table
 from medspark.models.spark_hash import is_hashable
 
 log = logging.getLogger(__name__)
@@ -88,16 +88,10 @@ def numeric_columns(schema: pa.Schema) -> list[str] | None:
     return None if odd else [f.name for f in schema if _numeric(f.type)]
 
 
-def plan_task_split(table: str, spec: SplitSpec, max_rows: int, memory_mb: int,
-                    bytes_per_value: int) -> TaskSplit | str:
-    """The task split of `table`, or why it goes through Spark SQL instead."""
-    import pyarrow.dataset as ds
-
-    folder = Folder.at(table)
-    try:
-        dataset = ds.dataset(folder.path, filesystem=folder.fs, format="parquet")
-    except (OSError, ValueError) as e:  # pyarrow.ArrowInvalid is a ValueError
-        return f"pyarrow cannot open it: {e}"
+def plan_task_split(table: str, folder: Folder, dataset: Any, spec: SplitSpec, max_rows: int,
+                    memory_mb: int, bytes_per_value: int) -> TaskSplit | str:
+    """The task split of `table` (at `folder`, opened as the pyarrow `dataset`), or why it
+    goes through Spark SQL instead."""
     files = sorted(dataset.files)
     base = folder.path.rstrip("/") + "/"
     if any("/" in f[len(base):] for f in files if f.startswith(base)):
@@ -128,9 +122,11 @@ def plan_task_split(table: str, spec: SplitSpec, max_rows: int, memory_mb: int,
     return TaskSplit(table, folder, files, spec, rows)
 
 
-def split_in_task(spark: Any, plan: TaskSplit, stage: Folder) -> SplitResult:
+def split_in_task(spark: Any, plan: TaskSplit, stage: Folder, columns: list[str]
+                  ) -> SplitResult:
     """Read, split and stage `plan`'s table in one Spark task (module doc); the staged rows
-    are written as one file per core (Spark engines read them in parallel)."""
+    are written as one file per core (Spark engines read them in parallel); `columns`: those
+    later steps read (`StagedRows.columns`)."""
     from medspark.config import ConfigError
     from medspark.spark.models.base import StagedRows
     from medspark.spark.models.tasks import spark_tasks
@@ -147,10 +143,7 @@ def split_in_task(spark: Any, plan: TaskSplit, stage: Folder) -> SplitResult:
         raise ConfigError(doc["error"])
     if "declined" in doc:
         raise SplitDeclined(doc["declined"])
-    spec = plan.spec
-    columns = [spec.key, GROUP, *([LABEL] if spec.label else []), *spec.extra, *spec.features]
-    staged = StagedRows(stage, doc["files"], spec.key, list(dict.fromkeys([spec.key, FOLD,
-                                                                           *columns])))
+    staged = StagedRows.of(stage, doc["files"], plan.spec.key, columns)
     return SplitResult(doc["counts"], doc["labels"], doc["cells"], doc["fingerprint"], staged,
                        f"{stage.spark_uri()}/{GROUPS_FILE}", doc["balance"],
                        _spark_schema(doc["schema"]))
